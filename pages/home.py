@@ -1,0 +1,59 @@
+"""Home: what the app teaches, the map of the field, and a first live prediction from the real model."""
+
+import streamlit as st
+
+from components.charts import probability_bars
+from components.compute import next_token_probs
+from components.landscape import hierarchy_figure
+from components.model import require_lm
+from components.nav import PAGES, available_pages
+from components.ui import empty_text_notice, illustration_note, prompt_input, show_chart
+from engine.predict import top_candidates
+
+st.title("LLM Explainer")
+st.markdown(
+    "How do large language models and generative AI work? Each page takes one idea from the post "
+    "*Introduction to LLM and Gen AI* and pairs it with live widgets driven by a **real language model running on "
+    "this computer**: no cloud, no canned numbers. Everything you see below a prompt box was just computed."
+)
+
+lm = require_lm()
+
+st.subheader("Try it: what comes next?")
+st.markdown(
+    "An LLM's core training task is **next-token prediction**: given the text so far, give a probability to every "
+    f"token in its vocabulary (this model knows {lm.vocab_size:,}). Edit the prompt and watch the probabilities change."
+)
+text = prompt_input("Prompt", help="This prompt travels with you to the other pages.")
+if not text.strip():
+    empty_text_notice()
+else:
+    try:
+        probs = next_token_probs(text)
+    except ValueError as err:
+        st.warning(str(err), icon=":material/warning:")
+    else:
+        view = top_candidates(lm, probs, 10)
+        show_chart(
+            probability_bars([c.text for c in view.candidates], [c.prob for c in view.candidates], view.other_mass),
+            key="home_teaser",
+        )
+        best = view.candidates[0]
+        st.caption(
+            f"Most likely next token: '{best.text}' at {best.prob:.1%}. The grey bar is the probability of the other "
+            f"{lm.vocab_size - len(view.candidates):,} tokens together."
+        )
+
+st.subheader("Where LLMs sit: the map of the field")
+st.markdown(
+    "**Every LLM is generative AI, but not every generative AI model is an LLM.** Click a box to zoom in; hover for "
+    "the post's definition and examples."
+)
+show_chart(hierarchy_figure(), key="home_map")
+illustration_note("A map of the field from the post: reference text, not model output.")
+
+st.subheader("The guided path")
+st.markdown("The pages follow the post's order. Use the sidebar, or **Next** at the bottom of every page.")
+present = {p.stem for p in available_pages()}
+for number, page in enumerate((p for p in PAGES if p.stem in present and p.stem != "home"), start=1):
+    st.page_link(f"pages/{page.stem}.py", label=f"{number}. {page.title}: {page.blurb}", icon=page.icon)

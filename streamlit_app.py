@@ -1,0 +1,27 @@
+"""LLM Explainer: the entry point and shared frame (navigation, page config, sidebar, guided path)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from components.model import sidebar_model_card
+from components.nav import build_navigation, guided_path_footer
+from components.ui import PRESENT_KEY, apply_presentation_css
+
+st.set_page_config(page_title="LLM Explainer", page_icon=":material/neurology:", layout="wide")
+
+sections, by_stem = build_navigation()
+page = st.navigation(sections, position="sidebar")
+
+with st.sidebar:
+    st.toggle(
+        "Presentation mode",
+        key=PRESENT_KEY,
+        bind="query-params",
+        help="Large text and charts for projecting in a classroom. Shareable: adds ?present=true to the link.",
+    )
+apply_presentation_css()
+sidebar_model_card()
+
+page.run()
+guided_path_footer(page.url_path or "home", by_stem)

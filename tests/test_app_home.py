@@ -1,0 +1,57 @@
+"""AppTest: the frame (navigation, sidebar model card, guided path) and the home page."""
+
+from __future__ import annotations
+
+from components.nav import PAGES
+from tests.conftest import app_page, assert_no_exception, chart_specs
+
+
+def test_every_registered_page_has_a_file_and_matching_url():
+    for page in PAGES:
+        assert page.path.is_file(), f"missing page file {page.path}"
+        assert page.path.stem == page.stem  # URL path == file name avoids the "Page not found" modal
+
+
+def test_home_shows_live_paris_prediction_and_map():
+    at = app_page("home")
+    assert_no_exception(at)
+    specs = chart_specs(at)
+    bars = specs[0]["data"][0]
+    assert bars["y"][0] == "' Paris'"
+    assert 0.6 < bars["x"][0] < 0.9
+    assert bars["y"][-1] == "(all other tokens)"
+    assert abs(sum(bars["x"]) - 1.0) < 1e-4  # top-10 plus the rest is the whole distribution
+    assert any(s["data"][0]["type"] == "icicle" for s in specs)
+    card = " ".join(m.value for m in at.sidebar.markdown)
+    assert "49,152" in card and "30" in card and "9 query, 3 key/value" in card
+
+
+def test_home_prompt_change_updates_prediction():
+    at = app_page("home")
+    at.text_area(key="prompt").set_value("One, two, three, four,").run()
+    assert_no_exception(at)
+    bars = chart_specs(at)[0]["data"][0]
+    assert bars["y"][0] == "' five'"
+
+
+def test_home_empty_and_hostile_prompts():
+    at = app_page("home")
+    at.text_area(key="prompt").set_value("   ").run()
+    assert_no_exception(at)
+    assert any("Type a prompt" in i.value for i in at.info)
+    at.text_area(key="prompt").set_value("<script>alert(1)</script>\x00 😀").run()
+    assert_no_exception(at)
+    assert any("Control characters" in c.value for c in at.caption)
+
+
+def test_prompt_from_url_seeds_the_page():
+    at = app_page("home", query={"prompt": "The capital of Italy is"})
+    assert_no_exception(at)
+    assert at.text_area(key="prompt").value == "The capital of Italy is"
+    assert chart_specs(at)[0]["data"][0]["y"][0] == "' Rome'"
+
+
+def test_unknown_model_in_url_falls_back_to_default():
+    at = app_page("home", query={"model": "../../etc/passwd"})
+    assert_no_exception(at)
+    assert at.selectbox(key="model").value == "smollm2-135m-instruct"

