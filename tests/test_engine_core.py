@@ -166,3 +166,26 @@ def test_real_model_eos_bos_handling(real_lm):
 def test_real_attentions_present_with_eager(real_lm):
     out = real_lm.forward(real_lm.encode("Hello there"), attentions=True)
     assert out.attentions.shape[:2] == (30, 9)
+
+
+# ------------------------------------------------------------------------------------------------ scoring
+def test_scoring_matches_manual_log_softmax(tiny_lm):
+    import math
+
+    from engine.scoring import score_ids
+
+    ids = tiny_lm.encode("the cat sat on the mat")
+    score = score_ids(tiny_lm, ids)
+    logits = tiny_lm.forward(ids).logits.double()
+    manual = [float(torch.log_softmax(logits[t], -1)[ids[t + 1]]) for t in range(len(ids) - 1)]
+    assert [t.logprob for t in score.tokens] == pytest.approx(manual, abs=1e-9)
+    assert score.mean_loss == pytest.approx(-sum(manual) / len(manual))
+    assert score.perplexity == pytest.approx(math.exp(score.mean_loss))
+
+
+def test_real_model_prefers_natural_text(real_lm):
+    from engine.scoring import score_text
+
+    natural = score_text(real_lm, "The cat sat on the mat.")
+    shuffled = score_text(real_lm, "mat the on sat cat The.")
+    assert natural.perplexity < shuffled.perplexity

@@ -1,0 +1,82 @@
+"""Scoring text with the model: per-token log-probabilities, loss and perplexity.
+
+Shared by the pretraining, evaluation, context-window and ML-to-LLM pages, so every page reports the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from engine.lm import LanguageModel
+
+
+@dataclass(frozen=True)
+class TokenScore:
+    """How surprised the model was by one token, given everything before it."""
+
+    position: int
+    token_id: int
+    text: str
+    logprob: float  # natural log p(token | previous tokens)
+    rank: int  # 1 = the model's top guess
+
+    @property
+    def loss(self) -> float:
+        """Cross-entropy of this token in nats (−log p)."""
+        return -self.logprob
+
+    @property
+    def prob(self) -> float:
+        return math.exp(self.logprob)
+
+
+@dataclass(frozen=True)
+class TextScore:
+    """Per-token scores of a text and their summary."""
+
+    tokens: list[TokenScore]
+
+    @property
+    def total_logprob(self) -> float:
+        """log p(text), summed over the scored tokens (the first token has no context and is not scored)."""
+        return sum(t.logprob for t in self.tokens)
+
+    @property
+    def mean_loss(self) -> float:
+        """Average −log p per scored token, in nats: the pretraining loss."""
+        return -self.total_logprob / len(self.tokens) if self.tokens else float("nan")
+
+    @property
+    def perplexity(self) -> float:
+        """exp(mean loss): how many equally likely choices the model was torn between, on average."""
+        return math.exp(self.mean_loss) if self.tokens else float("nan")
+
+
+def score_logits(lm: LanguageModel, ids: Sequence[int], logits: torch.Tensor) -> TextScore:
+    """Score ``ids`` given the model's ``[T, V]`` logits for them (position t predicts token t+1)."""
+    ids = [int(i) for i in ids]
+    logp = torch.log_softmax(logits.double(), dim=-1)  # [T, V]
+    out = []
+    for t in range(len(ids) - 1):
+        nxt = ids[t + 1]
+        lp = float(logp[t, nxt])
+        rank = int((logp[t] > logp[t, nxt]).sum()) + 1
+        out.append(TokenScore(t + 1, nxt, lm.token_text(nxt), lp, rank))
+    return TextScore(out)
+
+
+def score_ids(lm: LanguageModel, ids: Sequence[int]) -> TextScore:
+    """Run the model once over ``ids`` and score every token after the first."""
+    return score_logits(lm, ids, lm.forward(ids).logits)
+
+
+def score_text(lm: LanguageModel, text: str, prefix_bos: bool = True) -> TextScore:
+    """Score ``text``. With ``prefix_bos`` the first real token is scored too, conditioned on the BOS token."""
+    ids = lm.encode(text)
+    if prefix_bos and lm.info.bos_token_id is not None:
+        ids = [lm.info.bos_token_id] + ids
+    return score_ids(lm, ids)
