@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from components.model import sidebar_model_card
 from components.nav import build_navigation, guided_path_footer
 from components.ui import PRESENT_KEY, apply_presentation_css
 
-st.set_page_config(page_title="LLM Explainer", page_icon=":material/neurology:", layout="wide")
+st.set_page_config(page_title="LLM Explainer", page_icon=str(Path(__file__).parent / "static" / "favicon.png"), layout="wide")
 
 sections, by_stem = build_navigation()
 page = st.navigation(sections, position="sidebar")

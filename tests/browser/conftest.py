@@ -139,3 +139,16 @@ def wait_for_app(page, text: str, timeout_ms: int = 120_000) -> None:
     page.wait_for_function(
         "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms
     )
+
+
+def full_screenshot(page, path, width: int | None = None, max_height: int = 8000) -> None:
+    """Screenshot the whole page: Streamlit scrolls inside its main container, so grow the viewport to fit it."""
+    height = page.evaluate(
+        "() => { const m = document.querySelector('[data-testid=\"stMain\"]');"
+        " return m ? m.scrollHeight : document.body.scrollHeight; }"
+    )
+    size = page.viewport_size
+    page.set_viewport_size({"width": width or size["width"], "height": min(max(height, size["height"]), max_height)})
+    page.wait_for_timeout(800)  # let charts re-lay out
+    page.screenshot(path=str(path))
+    page.set_viewport_size(size)
