@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine.loader import ModelLoadError, load_pretrained, resolve_source
 from engine.lm import LanguageModel
+from engine.loader import ModelLoadError, load_pretrained, resolve_source
 from engine.registry import ALLOWED_MODELS, DEFAULT_KEY, choose_key
 
 MODEL_KEY = "model"
@@ -85,14 +85,15 @@ def require_lm() -> LanguageModel:
 def sidebar_model_card() -> None:
     """Model chooser (allow-list only, shareable in the URL) and the loaded model's facts."""
     with st.sidebar:
+        labels = [spec.label for spec in ALLOWED_MODELS.values()]
         st.selectbox(
             "Model",
-            options=list(ALLOWED_MODELS),
-            format_func=lambda k: ALLOWED_MODELS[k].label,
+            options=labels,
             key=MODEL_KEY,
-            index=list(ALLOWED_MODELS).index(choose_key(None)),
+            index=labels.index(ALLOWED_MODELS[choose_key(None)].label),
             bind="query-params",
-            help="Only models on a fixed allow-list can be chosen. The default runs offline from the embedded file.",
+            help="Only models on a fixed allow-list can be chosen. The default runs offline from the embedded file; "
+            "the others are downloaded from the Hugging Face hub when the server has network access.",
         )
         lm = get_lm()
         with st.expander("Model card", expanded=False, icon=":material/memory:"):

@@ -51,7 +51,7 @@ ALLOWED_MODELS: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             key="smollm2-360m-instruct",
-            label="SmolLM2-360M-Instruct (hub download)",
+            label="SmolLM2-360M-Instruct",
             hub_id="HuggingFaceTB/SmolLM2-360M-Instruct",
             params_label="360M",
         ),
@@ -75,8 +75,16 @@ def get_spec(key: str | None) -> ModelSpec:
     return ALLOWED_MODELS[key]
 
 
+def key_for_label(label: str | None) -> str | None:
+    """The key of the allow-listed model whose label is ``label`` (the form shown in the UI and the URL)."""
+    for spec in ALLOWED_MODELS.values():
+        if spec.label == label:
+            return spec.key
+    return None
+
+
 def choose_key(explicit: str | None = None, environ: dict[str, str] | None = None) -> str:
-    """Pick the model key: an explicit choice first, then ``LLMX_MODEL``, then the default.
+    """Pick the model key: an explicit choice (key or label) first, then ``LLMX_MODEL``, then the default.
 
     Invalid values are ignored rather than trusted, so a bad environment variable cannot point the app anywhere else.
     """
@@ -84,4 +92,6 @@ def choose_key(explicit: str | None = None, environ: dict[str, str] | None = Non
     for candidate in (explicit, env.get(MODEL_ENV)):
         if candidate and candidate in ALLOWED_MODELS:
             return candidate
+        if candidate and key_for_label(candidate):
+            return key_for_label(candidate)
     return DEFAULT_KEY

