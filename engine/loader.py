@@ -119,27 +119,36 @@ def resolve_source(explicit: str | None = None) -> tuple[ModelSpec, ModelSource]
 _convert_lock = threading.Lock()
 
 
-def _convert_gguf(gguf: Path, target: Path, progress: Progress) -> None:
-    """Dequantize the GGUF once and write a plain safetensors checkpoint plus tokenizer to ``target``."""
+def _convert_gguf(gguf: Path, target: Path, progress: Progress):
+    """Dequantize the GGUF once, write a plain safetensors checkpoint plus tokenizer to ``target``.
+
+    Returns:
+        ``(model, tokenizer)`` already in memory, so the first start does not read the cache back.
+    """
     import torch
+    from safetensors.torch import save_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     progress(0.05, "Reading the tokenizer from the GGUF file…")
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     progress(0.25, "Dequantizing 4-bit weights to float32 (first start only, about 20 s)…")
-    gguf_model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-    progress(0.75, "Writing the safetensors cache…")
-    # save_pretrained refuses GGUF-quantized models, so copy the weights into a plain model built from the config.
-    config = gguf_model.config
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32, attn_implementation="eager"
+    )
+    progress(0.8, "Writing the safetensors cache…")
+    # save_pretrained refuses GGUF-loaded models; the weights are plain fp32 tensors now, so write them directly.
+    # save_model de-duplicates the tied input/output embedding.
+    config = model.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    plain.load_state_dict(gguf_model.state_dict())
     target.parent.mkdir(parents=True, exist_ok=True)
     # Write into a temporary sibling, then rename: a crash or a second process never sees half a cache.
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
     try:
-        plain.save_pretrained(tmp)
+        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        config.save_pretrained(tmp)
+        if getattr(model, "generation_config", None) is not None:
+            model.generation_config.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         if target.exists():
             shutil.rmtree(target, ignore_errors=True)
@@ -147,6 +156,7 @@ def _convert_gguf(gguf: Path, target: Path, progress: Progress) -> None:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+    return model, tokenizer
 
 
 def load_pretrained(
@@ -173,18 +183,19 @@ def load_pretrained(
     start = time.perf_counter()
     spec, source = resolve_source(explicit)
     try:
+        model = tokenizer = None
         if source.kind == "gguf":
             with _convert_lock:
                 spec, source = resolve_source(explicit)  # another thread may have finished the conversion
                 if source.kind == "gguf":
-                    _convert_gguf(Path(source.location), Path(source.cache_dir), report)
+                    model, tokenizer = _convert_gguf(Path(source.location), Path(source.cache_dir), report)
                     spec, source = resolve_source(explicit)
-        report(0.9, "Loading the model…")
-        location = source.location
-        tokenizer = AutoTokenizer.from_pretrained(location)
-        model = AutoModelForCausalLM.from_pretrained(
-            location, dtype=torch.float32, attn_implementation="eager", trust_remote_code=False
-        )
+        if model is None:
+            report(0.9, "Loading the model…")
+            tokenizer = AutoTokenizer.from_pretrained(source.location)
+            model = AutoModelForCausalLM.from_pretrained(
+                source.location, dtype=torch.float32, attn_implementation="eager", trust_remote_code=False
+            )
     except ModelLoadError:
         raise
     except Exception as exc:  # noqa: BLE001 - every failure becomes one clear message

@@ -1,0 +1,255 @@
+"""Benchmark: load times, forward latency, rerun latency per page, generation speed, memory, classroom load.
+
+Run with ``make bench``. Prints a table and, last, one JSON object. Figures are measured on this machine in this run;
+nothing here is asserted by the unit tests (timed unit tests would be flaky and dishonest).
+
+Usage:
+    python scripts/bench.py [--quick] [--sessions 30] [--json-out bench.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+#: For each page: a post-processing-only widget change (kind, key, values to cycle through). Only pages whose file
+#: exists are measured. Keys are the pages' own widget keys.
+RERUN_ACTIONS: dict[str, tuple[str, str, list]] = {
+    "home": ("toggle", "present", [True, False]),
+    "next_token": ("slider", "nt_k", [5, 20, 10]),
+    "temperature": ("slider", "temp_T", [0.5, 1.5, 1.0]),
+    "tokenization": ("toggle", "tok_ws", [True, False]),
+    "embeddings": ("selectbox", "emb_method", ["PCA 3D", "PCA 2D"]),
+    "attention": ("slider", "att_layer", [3, 10, 20]),
+    "context_window": ("slider", "ctx_window", [32, 64, 128]),
+    "prompts": ("toggle", "pr_show_tokens", [True, False]),
+    "pretraining": ("radio", "pt_view", ["chart", "text"]),
+    "fine_tuning": ("slider", "ft_topk", [5, 10]),
+    "evaluation": ("slider", "ev_maxn", [2, 4]),
+    "ml_to_llm": ("slider", "ml_noise", [0.5, 1.0]),
+    "genai_landscape": ("radio", "land_view", ["Icicle", "Sunburst"]),
+}
+
+
+def _percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    if not values:
+        return float("nan")
+    k = (len(values) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+def _time_subprocess_load(cache_dir: str | None) -> float:
+    """Seconds to load the model in a fresh process (``cache_dir`` None: the normal warm cache)."""
+    env = {**os.environ}
+    if cache_dir:
+        env["LLMX_CACHE_DIR"] = cache_dir
+    code = (
+        "import time; t=time.perf_counter(); from engine.loader import load_pretrained; lm=load_pretrained(); "
+        "print(time.perf_counter()-t)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def measure_loads(quick: bool) -> dict:
+    warm = _time_subprocess_load(None)
+    first = None
+    if not quick:
+        with tempfile.TemporaryDirectory() as tmp:
+            first = _time_subprocess_load(tmp)
+    return {"load_first_s": first, "load_warm_s": warm}
+
+
+def measure_forward(lm) -> dict:
+    ids = lm.encode("The quick brown fox jumps over the lazy dog while the cat sleeps on the warm mat today")[:20]
+    while len(ids) < 20:
+        ids.append(ids[-1])
+    lm.forward(ids)  # warm-up
+    times = []
+    for _ in range(15):
+        t = time.perf_counter()
+        lm.forward(ids)
+        times.append((time.perf_counter() - t) * 1000)
+    return {"forward_ms_p50": statistics.median(times)}
+
+
+def measure_generation(lm) -> dict:
+    ids = lm.encode("Once upon a time, in a small village by the sea,")
+    out = {}
+    for label, fast in (("gen_tok_s", True), ("gen_tok_s_fp32", False)):
+        kwargs = {"fast": True} if fast and "fast" in lm.generate_stream.__code__.co_varnames else {}
+        if fast and not kwargs:
+            continue
+        list(lm.generate_stream(ids, 4, **kwargs))  # warm-up (builds the fast path once)
+        t = time.perf_counter()
+        n = sum(1 for _ in lm.generate_stream(ids, 64, stop_at_eos=False, **kwargs))
+        out[label] = n / (time.perf_counter() - t)
+    out.setdefault("gen_tok_s", out.get("gen_tok_s_fp32"))
+    return out
+
+
+def measure_bandwidth(lm) -> dict:
+    """Read bandwidth (GB/s) from summing a 512 MB array, and the tok/s it allows for the weights read per token."""
+    import numpy as np
+
+    a = np.ones(512 * 1024 * 1024 // 8, dtype=np.float64)
+    a.sum()
+    best = 0.0
+    for _ in range(5):
+        t = time.perf_counter()
+        a.sum()
+        best = max(best, a.nbytes / (time.perf_counter() - t))
+    weight_bytes = sum(p.numel() * p.element_size() for p in lm.model.parameters())
+    return {
+        "bandwidth_gb_s": best / 1e9,
+        "weights_mb_per_token_fp32": weight_bytes / 1e6,
+        "bandwidth_limit_tok_s": best / weight_bytes,
+    }
+
+
+def measure_llama_cpp(lm) -> dict:
+    try:
+        from llama_cpp import Llama  # optional extra: pip install llama-cpp-python
+    except ImportError:
+        return {"llama_cpp_tok_s": None}
+    from engine.loader import find_embedded_gguf
+
+    llm = Llama(model_path=str(find_embedded_gguf(lm.spec)), n_ctx=512, n_threads=os.cpu_count(), verbose=False)
+    prompt = "Once upon a time, in a small village by the sea,"
+    llm(prompt, max_tokens=4)
+    t = time.perf_counter()
+    out = llm(prompt, max_tokens=64, temperature=0.0)
+    n = out["usage"]["completion_tokens"]
+    return {"llama_cpp_tok_s": n / (time.perf_counter() - t)}
+
+
+def measure_reruns(reps: int) -> dict:
+    """Server-side script time of a post-processing-only widget change on every page (AppTest)."""
+    from components.nav import available_pages
+    from tests.conftest import app_page
+
+    per_page = {}
+    for page in available_pages():
+        action = RERUN_ACTIONS.get(page.stem)
+        if action is None:
+            continue
+        kind, key, values = action
+        at = app_page(page.stem)
+        try:
+            getattr(at, kind)(key=key)
+        except Exception as exc:  # noqa: BLE001
+            per_page[page.stem] = {"error": f"no {kind} with key {key}: {exc}"}
+            continue
+        times = []
+        for i in range(reps):
+            value = values[i % len(values)]
+            getattr(at, kind)(key=key).set_value(value)
+            t = time.perf_counter()
+            at.run()
+            times.append((time.perf_counter() - t) * 1000)
+        per_page[page.stem] = {
+            "p50": _percentile(times, 0.5),
+            "p95": _percentile(times, 0.95),
+            "exceptions": len(at.exception),
+        }
+    all_p95 = [v["p95"] for v in per_page.values() if "p95" in v]
+    return {
+        "rerun_ms_by_page": per_page,
+        "rerun_ms_p50": statistics.median([v["p50"] for v in per_page.values() if "p50" in v]) if all_p95 else None,
+        "rerun_ms_p95": max(all_p95) if all_p95 else None,
+    }
+
+
+def measure_prompt_change() -> dict:
+    """End-to-end script time of a new prompt (not cached) on the next-token page."""
+    from tests.conftest import app_page
+
+    at = app_page("next_token")
+    times = []
+    for i in range(5):
+        at.text_area(key="prompt").set_value(f"My favourite number is {i * 7 + 3} and my favourite colour is")
+        t = time.perf_counter()
+        at.run()
+        times.append((time.perf_counter() - t) * 1000)
+    return {"prompt_change_ms_p50": statistics.median(times), "prompt_change_ms_max": max(times)}
+
+
+def measure_classroom(sessions: int) -> dict:
+    """``sessions`` real websocket sessions open the next-token page's default example at once."""
+    from scripts.st_client import run_many_sync
+    from tests.browser.conftest import ARTIFACTS, start_server, stop_server
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    proc, base = start_server()
+    try:
+        run_many_sync(base, ["home"])  # the model load is not part of the classroom figure
+        results = run_many_sync(base, ["next_token"] * sessions)
+    finally:
+        stop_server(proc)
+    times = [r.seconds * 1000 for r in results]
+    return {
+        "classroom_sessions": sessions,
+        "classroom_p50_ms": _percentile(times, 0.5),
+        "classroom_p95_ms": _percentile(times, 0.95),
+        "classroom_errors": sum(1 for r in results if not r.ok),
+    }
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="skip the empty-cache load and use fewer repetitions")
+    parser.add_argument("--sessions", type=int, default=30)
+    parser.add_argument("--json-out", type=Path, default=None)
+    args = parser.parse_args()
+
+    from engine.loader import load_pretrained
+
+    results: dict = {}
+    results.update(measure_loads(args.quick))
+    lm = load_pretrained()
+    results.update(measure_forward(lm))
+    results.update(measure_generation(lm))
+    results.update(measure_bandwidth(lm))
+    results.update(measure_llama_cpp(lm))
+    if results.get("llama_cpp_tok_s") and results.get("gen_tok_s"):
+        results["ratio_to_llama_cpp"] = results["gen_tok_s"] / results["llama_cpp_tok_s"]
+    results["ratio_to_bandwidth_limit"] = results["gen_tok_s"] / results["bandwidth_limit_tok_s"]
+    results.update(measure_reruns(5 if args.quick else 12))
+    results.update(measure_prompt_change())
+    results["peak_rss_mb"] = peak_rss_mb()
+    results.update(measure_classroom(args.sessions))
+
+    print(f"{'metric':34} value")
+    for key, value in results.items():
+        if key == "rerun_ms_by_page":
+            for page, figures in value.items():
+                shown = ", ".join(f"{k}={v:.0f}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items())
+                print(f"  rerun {page:26} {shown}")
+            continue
+        print(f"{key:34} {value:.2f}" if isinstance(value, float) else f"{key:34} {value}")
+    print(json.dumps(results, default=float))
+    if args.json_out:
+        args.json_out.write_text(json.dumps(results, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()
