@@ -8,7 +8,7 @@ import streamlit as st
 
 from components.model import sidebar_model_card
 from components.nav import build_navigation, guided_path_footer
-from components.ui import PRESENT_KEY, apply_presentation_css
+from components.ui import PRESENT_KEY, apply_presentation_css, share_link_box
 
 st.set_page_config(page_title="LLM Explainer", page_icon=str(Path(__file__).parent / "static" / "favicon.png"), layout="wide")
 
@@ -27,3 +27,4 @@ sidebar_model_card()
 
 page.run()
 guided_path_footer(page.url_path or "home", by_stem)
+share_link_box()

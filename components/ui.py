@@ -136,3 +136,19 @@ def esc(text: object) -> str:
 def illustration_note(text: str = "Illustration, not model output.") -> None:
     """Label a figure that is not computed from the model, so nobody mistakes it for live output."""
     st.caption(f":material/draw: {text}")
+
+
+def current_view_url() -> str:
+    """The URL of this page with every bound widget's value, so the link reopens exactly this view."""
+    from urllib.parse import urlencode
+
+    base = st.context.url or ""
+    params = {k: v for k, v in st.query_params.to_dict().items() if v not in ("", None)}
+    return base + ("?" + urlencode(params) if params else "")
+
+
+def share_link_box() -> None:
+    """A sidebar box with the link to this exact view and a copy button (the code block's copy icon)."""
+    with st.sidebar.popover("Share this view", icon=":material/link:", width="stretch"):
+        st.caption("This link reopens the page with the same prompt and settings. Use the copy icon.")
+        st.code(current_view_url(), language=None, wrap_lines=True)

@@ -126,6 +126,8 @@ class LanguageModel:
         self.stats = CallStats()
         self._tok_lock = threading.RLock()
         self._model_lock = threading.RLock()
+        self._fast_lock = threading.Lock()
+        self._fast_decoder = None
         self._special_ids = frozenset(int(i) for i in tokenizer.all_special_ids)
         cfg = model.config
         self.info = ModelInfo(
@@ -262,6 +264,29 @@ class LanguageModel:
         """``[V]`` p(next token | ids) over the full vocabulary (sums to 1)."""
         return torch.softmax(self.next_token_logits(ids).double(), dim=-1).float()
 
+    def fast_decoder(self):
+        """An int8 copy of the decoder layers for free-running generation, built once on first use (~2-4 s).
+
+        Dynamic int8 quantization of every linear layer inside the decoder reads ~4x fewer weight bytes per token.
+        The token embedding is shared with the exact model (not copied) and the output layer stays fp32, so only the
+        transformer layers are approximate. Pages that use it say so; every probability, attention weight and
+        embedding shown elsewhere comes from the exact fp32 model.
+        """
+        with self._fast_lock:
+            if self._fast_decoder is None:
+                import copy
+                import warnings
+
+                decoder = self.model.model
+                embed = decoder.embed_tokens.weight
+                clone = copy.deepcopy(decoder, memo={id(embed): embed})  # share the [V, D] embedding, copy layers
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    self._fast_decoder = torch.ao.quantization.quantize_dynamic(
+                        clone, {torch.nn.Linear}, dtype=torch.qint8
+                    ).eval()
+            return self._fast_decoder
+
     @torch.inference_mode()
     def generate_stream(
         self,
@@ -272,6 +297,7 @@ class LanguageModel:
         top_p: float = 1.0,
         seed: int | None = None,
         stop_at_eos: bool = True,
+        fast: bool = False,
     ) -> Iterator[GenStep]:
         """Generate token by token with a KV cache, yielding each step as soon as it is chosen.
 
@@ -283,6 +309,8 @@ class LanguageModel:
             top_p: Nucleus cut-off (1 = off).
             seed: Seed for reproducible sampling.
             stop_at_eos: Stop after the end-of-sequence token.
+            fast: Use the int8 decoder (:meth:`fast_decoder`): about 2-3x faster on CPU, tokens may differ slightly
+                from the exact model. Only for free-running text; never for numbers shown as the model's.
         """
         ids = [int(i) for i in ids]
         if not ids:
@@ -290,6 +318,7 @@ class LanguageModel:
         budget = max(0, min(int(max_new_tokens), MAX_NEW_TOKENS, self.info.context_length - len(ids)))
         gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
         eos = self.info.eos_token_id
+        decoder = self.fast_decoder() if fast else None
         cache = None
         step_input = torch.tensor([ids])  # [1, T] first, then [1, 1] per step thanks to the cache
         produced: list[int] = []
@@ -297,10 +326,15 @@ class LanguageModel:
         start = time.perf_counter()
         for _ in range(budget):
             with self._model_lock:
-                out = self.model(input_ids=step_input, cache=cache, use_cache=True)
+                if fast:
+                    out = decoder(input_ids=step_input, cache=cache, use_cache=True)
+                    # Output layer only on the last position: [1, D] @ [D, V] -> [V], exact fp32 weights.
+                    logits = self.model.lm_head(out.last_hidden_state[:, -1])[0].float()
+                else:
+                    out = self.model(input_ids=step_input, cache=cache, use_cache=True, logits_to_keep=1)
+                    logits = out.logits[0, -1].float()  # [V]
             self.stats.add(forwards=1, tokens=1)
             cache = out.cache
-            logits = out.logits[0, -1].float()  # [V]
             probs = sampling.filtered_distribution(logits, temperature, top_k, top_p)
             token = int(torch.argmax(probs)) if temperature <= 0 else sampling.sample_token(probs, gen)
             produced.append(token)
