@@ -1,10 +1,11 @@
-"""The AI ⊃ ML ⊃ DL ⊃ GenAI ⊃ LLM map as an interactive plotly icicle."""
+"""The AI ⊃ ML ⊃ DL ⊃ GenAI ⊃ LLM map (icicle, sunburst, nested boxes), the modality map and table, page links."""
 
 from __future__ import annotations
 
+import pandas as pd
 import plotly.graph_objects as go
 
-from engine.landscape import HIERARCHY
+from engine.landscape import HIERARCHY, MODALITIES, Family
 
 
 def hierarchy_figure() -> go.Figure:
@@ -25,3 +26,137 @@ def hierarchy_figure() -> go.Figure:
     )
     fig.update_layout(height=460)
     return fig
+
+
+# ---------------------------------------------------------------------------------------------- the landscape page
+LIVE = "#2f9e44"  # demonstrated live in this app
+DESCRIBED = "#ced4da"  # described only
+SELECTED = "#f76707"
+VIEWS = ("Icicle", "Sunburst", "Nested boxes")
+
+
+def _page_titles() -> dict[str, str]:
+    from components.nav import PAGES
+
+    return {p.stem: p.title for p in PAGES}
+
+
+def status_text(pages: tuple[str, ...]) -> str:
+    """"Live here: …" with page titles, or "Described only"."""
+    if not pages:
+        return "Described only: no model of this kind runs in this app"
+    titles = _page_titles()
+    return "Live here: " + ", ".join(titles.get(s, s) for s in pages)
+
+
+def map_figure(view: str = "Icicle", selected: str | None = None) -> go.Figure:
+    """The hierarchy as an icicle, a sunburst or nested boxes (treemap: each box sits inside its parent, a subset).
+
+    Boxes the app demonstrates live are green, described-only ones grey; ``selected`` gets an orange outline.
+    """
+    levels = HIERARCHY
+    # Box sizes: leaves get a weight, parents hold the sum of their children ("total"). The LLM branch, the one this
+    # app demonstrates, gets half of generative AI so its labels stay readable.
+    weight = {"traditional": 2.0, "llm": 3.0, "code": 1.0, "image": 1.0, "audio": 1.0, "video": 1.0, "3d": 1.0}
+
+    def total(key: str) -> float:
+        return weight.get(key, 0.0) + sum(total(lv.key) for lv in levels if lv.parent == key)
+
+    common = dict(
+        values=[total(lv.key) for lv in levels],
+        branchvalues="total",
+        ids=[lv.key for lv in levels],
+        labels=[lv.name for lv in levels],
+        parents=[lv.parent for lv in levels],
+        customdata=[[lv.definition, lv.examples, status_text(lv.pages)] for lv in levels],
+        hovertemplate="<b>%{label}</b><br>%{customdata[0]}<br><i>e.g. %{customdata[1]}</i><br>%{customdata[2]}"
+        "<extra></extra>",
+        marker=dict(
+            colors=[LIVE if lv.pages else DESCRIBED for lv in levels],
+            line=dict(color=[SELECTED if lv.key == selected else "white" for lv in levels],
+                      width=[5 if lv.key == selected else 1 for lv in levels]),
+        ),
+        textfont=dict(color="#1a1a1a"),
+    )
+    if view == "Sunburst":
+        trace = go.Sunburst(**common, texttemplate="<b>%{label}</b>", insidetextorientation="horizontal")
+        height = 560
+    elif view == "Nested boxes":
+        trace = go.Treemap(**common, texttemplate="<b>%{label}</b><br>%{customdata[0]}", tiling=dict(pad=4),
+                           root_color="rgba(0,0,0,0)")
+        height = 520
+    else:
+        trace = go.Icicle(**common, texttemplate="<b>%{label}</b><br>%{customdata[0]}", tiling=dict(orientation="v"),
+                          root_color="rgba(0,0,0,0)")
+        height = 480
+    fig = go.Figure(trace)
+    fig.update_layout(height=height, margin=dict(t=10, l=10, r=10, b=10))
+    return fig
+
+
+def modality_figure() -> go.Figure:
+    """Generative AI → domain → model family, as a sunburst; live domains green, described ones grey."""
+    ids, labels, parents, colours, hover = ["genai"], ["Generative AI"], [""], ["#e9ecef"], ["Any AI that creates new data"]
+    for m in MODALITIES:
+        dom = f"d:{m.domain}"
+        ids.append(dom)
+        labels.append(m.domain)
+        parents.append("genai")
+        colours.append(LIVE if m.live_here else DESCRIBED)
+        hover.append(f"{m.family}<br>e.g. {m.examples}<br>{status_text(m.pages) if m.live_here else status_text(())}")
+        for fam in m.families:
+            ids.append(f"{dom}/{fam.name}")
+            labels.append(fam.name)
+            parents.append(dom)
+            colours.append("#b2f2bb" if m.live_here else "#f1f3f5")
+            hover.append(_wrap(fam.how))
+    fig = go.Figure(
+        go.Sunburst(ids=ids, labels=labels, parents=parents, marker=dict(colors=colours, line=dict(color="white")),
+                    customdata=hover, hovertemplate="<b>%{label}</b><br>%{customdata}<extra></extra>",
+                    insidetextorientation="radial", textfont=dict(color="#1a1a1a"))
+    )
+    fig.update_layout(height=520, margin=dict(t=10, l=10, r=10, b=10))
+    return fig
+
+
+def _wrap(text: str, width: int = 60) -> str:
+    """Break a hover text into lines of about ``width`` characters (plotly does not wrap hover labels)."""
+    import textwrap
+
+    return "<br>".join(textwrap.wrap(text, width))
+
+
+def modality_table(show: str = "All") -> pd.DataFrame:
+    """The modality table, one row per model family; ``show`` is "All", "Live here" or "Described only"."""
+    rows = []
+    for m in MODALITIES:
+        if (show == "Live here" and not m.live_here) or (show == "Described only" and m.live_here):
+            continue
+        for fam in m.families or (Family(m.family, ""),):
+            rows.append(
+                {
+                    "Domain": m.domain,
+                    "Model family": fam.name,
+                    "How it generates": fam.how,
+                    "Examples": m.examples,
+                    "In this app": "Live" if m.live_here else "Described only",
+                }
+            )
+    return pd.DataFrame(rows, columns=["Domain", "Model family", "How it generates", "Examples", "In this app"])
+
+
+def page_links(stems: tuple[str, ...], exclude: str | None = None) -> int:
+    """A link to each of ``stems`` whose page exists (others are skipped). Returns how many links were shown."""
+    import streamlit as st
+
+    from components.nav import available_pages
+
+    present = {p.stem: p for p in available_pages()}
+    shown = 0
+    for stem in stems:
+        page = present.get(stem)
+        if page is None or stem == exclude:
+            continue
+        st.page_link(f"pages/{stem}.py", label=page.title, icon=page.icon)
+        shown += 1
+    return shown

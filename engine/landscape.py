@@ -1,11 +1,13 @@
-"""The post's map of the field, as data: AI ⊃ ML ⊃ DL ⊃ GenAI ⊃ LLM, and the generative modality table.
+"""The post's map of the field, as data: AI ⊃ ML ⊃ DL ⊃ GenAI ⊃ LLM, the generative modality table, and a quiz.
 
 Definitions and examples are taken from the post this app teaches from. This is reference text, not model output.
+Which parts of the map the app demonstrates live is data too (``Level.pages`` / ``Modality.pages``), so the map's
+links and the "live here / described only" labels cannot drift apart.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -35,28 +37,65 @@ HIERARCHY: tuple[Level, ...] = (
           "DALL·E, Midjourney, Stable Diffusion"),
     Level("audio", "Audio generators", "genai", "Generate music or voices.", "WaveNet, MusicLM"),
     Level("video", "Video generators", "genai", "Generate moving scenes.", "Sora, Runway"),
-    Level("code", "Code models", "llm", "LLMs trained on code.", "GitHub Copilot, StarCoder, Code Llama"),
+    Level("code", "Code models", "llm", "LLMs trained on code.", "GitHub Copilot, StarCoder, Code Llama",
+          ("genai_landscape", "next_token")),
     Level("3d", "3D / design generators", "genai", "Generate 3D assets or environments.", "NeRF, 3D-GAN"),
 )
 
 
 @dataclass(frozen=True)
+class Family:
+    """A model family that generates one kind of data, and how it does it in one line."""
+
+    name: str
+    how: str
+
+
+@dataclass(frozen=True)
 class Modality:
-    """A row of the post's modality table."""
+    """A row of the post's modality table.
+
+    Attributes:
+        domain: What is generated (text, images, …).
+        family: The model families, as the post names them.
+        examples: Products or models from the post.
+        live_here: Whether this app runs a model of this kind live.
+        families: The families, each with how it generates.
+        pages: App pages (file stems) that demonstrate this domain live.
+    """
 
     domain: str
     family: str
     examples: str
     live_here: bool
+    families: tuple[Family, ...] = field(default=())
+    pages: tuple[str, ...] = field(default=())
 
 
 MODALITIES: tuple[Modality, ...] = (
-    Modality("Text", "LLM (Transformer)", "ChatGPT, Claude, Gemini", True),
-    Modality("Images", "Diffusion models, GANs", "DALL·E, Midjourney, Stable Diffusion", False),
-    Modality("Audio", "WaveNet-style, MusicLM", "Generate music or voices", False),
-    Modality("Video", "Diffusion / Transformer video models", "Sora, Runway", False),
-    Modality("Code", "Code LLMs", "GitHub Copilot, StarCoder", True),
-    Modality("3D / Design", "NeRF, 3D-GAN", "Generate 3D assets or environments", False),
+    Modality("Text", "LLM (Transformer)", "ChatGPT, Claude, Gemini", True,
+             (Family("Transformer LLM", "Predicts the next token from the ones before it, then appends it and "
+                     "repeats: p(next token | previous tokens)."),),
+             ("next_token", "temperature", "prompts", "ml_to_llm")),
+    Modality("Images", "Diffusion models, GANs", "DALL·E, Midjourney, Stable Diffusion", False,
+             (Family("Diffusion model", "Starts from pure noise and removes it step by step, guided by the prompt."),
+              Family("GAN", "A generator turns random noise into an image in one pass; it is trained against a "
+                     "discriminator that tries to tell its output from real images."))),
+    Modality("Audio", "WaveNet-style, MusicLM", "Generate music or voices", False,
+             (Family("WaveNet-style audio", "Predicts the next audio sample from the previous ones: autoregressive, "
+                     "like an LLM, but on sound."),
+              Family("MusicLM", "Transformers predict discrete audio tokens from a text description, then decode them "
+                     "to sound."))),
+    Modality("Video", "Diffusion / Transformer video models", "Sora, Runway", False,
+             (Family("Video diffusion", "Denoises a whole clip at once (patches in space and time), guided by the "
+                     "prompt; Sora uses a Transformer as the denoiser."),)),
+    Modality("Code", "Code LLMs", "GitHub Copilot, StarCoder", True,
+             (Family("Code LLM", "The same next-token Transformer, trained on a lot of source code."),),
+             ("genai_landscape", "next_token")),
+    Modality("3D / Design", "NeRF, 3D-GAN", "Generate 3D assets or environments", False,
+             (Family("NeRF", "Learns a 3D scene as a neural function (colour and density at every point) from "
+                     "photos, then renders views never photographed."),
+              Family("3D-GAN", "A GAN whose generator outputs 3D shapes (voxels) instead of images."))),
 )
 
 
@@ -66,3 +105,71 @@ def level(key: str) -> Level:
         if lv.key == key:
             return lv
     raise KeyError(key)
+
+
+def ancestors(key: str) -> list[Level]:
+    """The level and every level containing it, innermost first (``llm`` → LLM, GenAI, DL, ML, AI)."""
+    chain = []
+    lv: Level | None = level(key)
+    while lv is not None:
+        chain.append(lv)
+        lv = level(lv.parent) if lv.parent else None
+    return chain
+
+
+def is_inside(inner: str, outer: str) -> bool:
+    """Whether every ``inner`` model is also an ``outer`` model (``inner`` ⊆ ``outer`` on the map)."""
+    return any(lv.key == outer for lv in ancestors(inner))
+
+
+def children(key: str) -> list[Level]:
+    """Levels directly inside ``key``."""
+    return [lv for lv in HIERARCHY if lv.parent == key]
+
+
+def demonstrated(lv: Level) -> bool:
+    """Whether the app demonstrates this level live (it has at least one page), rather than describing it."""
+    return bool(lv.pages)
+
+
+@dataclass(frozen=True)
+class Question:
+    """One self-check question: options, the index of the right one, and why."""
+
+    key: str
+    text: str
+    options: tuple[str, ...]
+    answer: int
+    why: str
+
+
+#: ``{vocab}`` in a question is filled in with the loaded model's vocabulary size.
+QUIZ: tuple[Question, ...] = (
+    Question("every_genai_llm", "Is every generative AI model an LLM?",
+             ("Yes: generative AI and LLMs are the same thing",
+              "No: some generate images, audio, video or 3D, not text"), 1,
+             "LLMs are the text branch of generative AI. Stable Diffusion (images) or WaveNet (audio) are generative "
+             "AI but not language models."),
+    Question("every_llm_genai", "Is every LLM a generative AI model?",
+             ("Yes: it generates new text, one token at a time", "No: LLMs only classify text"), 0,
+             "An LLM samples new text from p(next token | previous tokens): it creates content, so it is generative "
+             "AI."),
+    Question("p_of_x", "Which model learns p(x), how likely the data itself is?",
+             ("A logistic-regression classifier", "A generative model, such as a Gaussian mixture or an LLM",
+              "A decision tree"), 1,
+             "Classifiers and trees learn p(y | x), a label given the input. A generative model learns p(x) and can "
+             "therefore sample new x."),
+    Question("diffusion", "Stable Diffusion makes images from a prompt. Which family is it?",
+             ("A large language model", "A diffusion model", "A WaveNet-style audio model"), 1,
+             "Diffusion models start from noise and remove it step by step. An LLM may write the prompt, but the "
+             "image comes from the diffusion model."),
+    Question("head", "The model on these pages has {vocab} tokens in its vocabulary. Its last layer is…",
+             ("A regression that outputs one number", "A classifier over {vocab} classes, one per token",
+              "A clustering of the tokens"), 1,
+             "Softmax over one score per vocabulary token: a linear classifier with as many classes as tokens. "
+             "The ML-to-LLM page checks this on the live model."),
+    Question("live", "Which part of the map does this app run live?",
+             ("Image generation", "Music generation", "Text (and code) generation with a real LLM"), 2,
+             "Only the LLM branch runs here, on a small open model on this CPU. Images, audio, video and 3D are "
+             "described, not generated."),
+)

@@ -49,3 +49,61 @@ def top_candidates(lm: LanguageModel, probs: torch.Tensor, k: int = 10) -> NextT
 def rank_of(probs: torch.Tensor, token_id: int) -> int:
     """1-based rank of ``token_id`` in ``probs`` (ties counted in the token's favour)."""
     return int((probs > probs[int(token_id)]).sum()) + 1
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Where a piece of text the user typed sits in a next-token distribution.
+
+    Attributes:
+        text: The text as typed (leading spaces matter: ``" Lyon"`` and ``"Lyon"`` are different tokens).
+        token_ids: How the tokenizer splits it.
+        pieces: Readable text of each of those tokens.
+        first_rank: 1-based rank of the first token among all ``V`` candidates.
+        first_prob: Probability of the first token.
+    """
+
+    text: str
+    token_ids: list[int]
+    pieces: list[str]
+    first_rank: int
+    first_prob: float
+
+    @property
+    def single_token(self) -> bool:
+        """Whether the text is exactly one token (then the rank is the whole answer)."""
+        return len(self.token_ids) == 1
+
+
+def probe(lm: LanguageModel, probs: torch.Tensor, text: str) -> Probe | None:
+    """Rank of ``text``'s first token in ``probs`` (``[V]``), or ``None`` when ``text`` has no tokens.
+
+    Args:
+        lm: The model (for its tokenizer).
+        probs: Next-token probabilities over the whole vocabulary.
+        text: What the user typed, e.g. ``" Lyon"``.
+    """
+    ids = lm.encode(text)
+    if not ids:
+        return None
+    first = int(ids[0])
+    return Probe(text, ids, lm.token_texts(ids), rank_of(probs, first), float(probs[first]))
+
+
+def continuation_probs(lm: LanguageModel, context_ids: list[int], cont_ids: list[int]) -> list[float]:
+    """p(each token of ``cont_ids`` | context and the tokens before it): the chain rule, in one forward pass.
+
+    Args:
+        lm: The model.
+        context_ids: Non-empty context.
+        cont_ids: The continuation to score.
+
+    Returns:
+        One probability per continuation token; their product is p(continuation | context).
+    """
+    if not cont_ids:
+        return []
+    seq = list(context_ids) + list(cont_ids[:-1])
+    logits = lm.forward(seq).logits[len(context_ids) - 1 :]  # [len(cont), V]: row j predicts cont_ids[j]
+    logp = torch.log_softmax(logits.double(), dim=-1)
+    return [float(torch.exp(logp[j, int(t)])) for j, t in enumerate(cont_ids)]

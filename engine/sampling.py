@@ -7,6 +7,7 @@ page can re-shape a cached distribution as sliders move.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -43,7 +44,9 @@ def top_k_mask(probs: torch.Tensor, k: int) -> torch.Tensor:
 def top_p_mask(probs: torch.Tensor, p: float) -> torch.Tensor:
     """Boolean ``[V]`` mask of the smallest set of most likely tokens whose mass reaches ``p`` (nucleus).
 
-    The most likely token is always kept, so ``p <= 0`` behaves like greedy; ``p >= 1`` keeps everything.
+    The most likely token is always kept, so ``p <= 0`` behaves like greedy; ``p >= 1`` keeps everything. Ties are
+    ordered by token id (lower id first). A token is kept when the mass strictly above it is still short of ``p``; a
+    tolerance of 1e-6 absorbs float rounding, so ``[0.5, 0.3, 0.2]`` with ``p = 0.8`` keeps exactly two tokens.
     """
     vocab = probs.shape[-1]
     if p >= 1.0:
@@ -51,11 +54,66 @@ def top_p_mask(probs: torch.Tensor, p: float) -> torch.Tensor:
     order = torch.argsort(probs, descending=True, stable=True)
     sorted_probs = probs[order].double()
     before = torch.cumsum(sorted_probs, dim=0) - sorted_probs  # mass strictly above each token
-    keep_sorted = before < p
+    keep_sorted = before < p - 1e-6
     keep_sorted[0] = True
     mask = torch.zeros(vocab, dtype=torch.bool)
     mask[order[keep_sorted]] = True
     return mask
+
+
+@dataclass(frozen=True)
+class CutResult:
+    """What temperature, top-k and top-p do to one next-token distribution.
+
+    Attributes:
+        scaled: ``[V]`` ``softmax(logits / T)`` before any cut.
+        keep_k: ``[V]`` bool, tokens top-k keeps (all ``True`` when top-k is off).
+        keep_p: ``[V]`` bool, tokens that survive top-p *after* top-k (top-p is applied to the renormalised top-k
+            distribution, as Hugging Face ``generate`` does); a subset of ``keep_k``.
+        final: ``[V]`` the distribution actually sampled from: ``scaled`` restricted to ``keep_p``, renormalised.
+        removed_by_k: Probability mass (of ``scaled``) that the top-k cut throws away.
+        removed_by_p: Further mass (of ``scaled``) that the top-p cut throws away after top-k.
+    """
+
+    scaled: torch.Tensor
+    keep_k: torch.Tensor
+    keep_p: torch.Tensor
+    final: torch.Tensor
+    removed_by_k: float
+    removed_by_p: float
+
+    @property
+    def kept(self) -> int:
+        """How many tokens can still be sampled."""
+        return int(self.keep_p.sum())
+
+
+def apply_cuts(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> CutResult:
+    """Temperature, then top-k, then top-p on the renormalised top-k distribution, then renormalise.
+
+    Args:
+        logits: ``[V]`` raw scores.
+        temperature: ``T`` (``<= 0`` is greedy).
+        top_k: Keep the ``k`` most likely tokens (``<= 0`` or ``>= V`` keeps all).
+        top_p: Keep the smallest set of most likely tokens whose mass reaches ``p`` (``>= 1`` keeps all).
+    """
+    scaled = softmax_with_temperature(logits, temperature)  # [V]
+    keep_k = top_k_mask(scaled, top_k)
+    after_k = torch.where(keep_k, scaled, torch.zeros_like(scaled)).double()
+    after_k = after_k / after_k.sum()  # [V] renormalised over the top-k
+    keep_p = top_p_mask(after_k.float(), top_p) & keep_k
+    kept = torch.where(keep_p, scaled, torch.zeros_like(scaled)).double()
+    total = float(scaled.double().sum())
+    mass_k = float(scaled.double()[keep_k].sum())
+    mass_p = float(kept.sum())
+    return CutResult(
+        scaled=scaled,
+        keep_k=keep_k,
+        keep_p=keep_p,
+        final=(kept / kept.sum()).float(),
+        removed_by_k=max(0.0, total - mass_k),
+        removed_by_p=max(0.0, mass_k - mass_p),
+    )
 
 
 def filtered_distribution(
@@ -63,22 +121,44 @@ def filtered_distribution(
 ) -> torch.Tensor:
     """The distribution actually sampled from: temperature, then top-k, then top-p, then renormalise.
 
+    See :func:`apply_cuts` for the exact order (top-p is measured on the renormalised top-k distribution).
+
     Returns:
         ``[V]`` probabilities summing to 1.
     """
-    probs = softmax_with_temperature(logits, temperature)
-    mask = top_k_mask(probs, top_k) & top_p_mask(probs, top_p)
-    kept = torch.where(mask, probs, torch.zeros_like(probs)).double()
-    return (kept / kept.sum()).float()
+    return apply_cuts(logits, temperature, top_k, top_p).final
 
 
 def entropy_bits(probs: torch.Tensor) -> float:
     """Shannon entropy in bits of a ``[V]`` distribution (0 log 0 counts as 0)."""
     p = probs.double()
     nz = p[p > 0]
-    return float(-(nz * torch.log2(nz)).sum())
+    return max(0.0, float(-(nz * torch.log2(nz)).sum()))  # max(): a one-hot gives -0.0, shown as "-0.00"
 
 
 def sample_token(probs: torch.Tensor, generator: torch.Generator | None = None) -> int:
     """Draw one token id from ``probs`` (``[V]``) with an optional seeded generator."""
     return int(torch.multinomial(probs.double(), 1, generator=generator))
+
+
+def effective_choices(probs: torch.Tensor) -> float:
+    """``2 ** entropy``: the number of equally likely tokens that would be as uncertain as ``probs`` (perplexity)."""
+    return float(2.0 ** entropy_bits(probs))
+
+
+def sample_many(probs: torch.Tensor, n: int, generator: torch.Generator | None = None) -> list[int]:
+    """Draw ``n`` token ids independently (with replacement) from one ``[V]`` distribution, in one call."""
+    if n <= 0:
+        return []
+    return [int(i) for i in torch.multinomial(probs.double(), int(n), replacement=True, generator=generator)]
+
+
+def choose(probs: torch.Tensor, temperature: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Pick one token per row of ``probs`` (``[B, V]`` or ``[V]``): arg-max when ``temperature <= 0``, else sample.
+
+    Returns:
+        ``[B]`` (or scalar) token ids.
+    """
+    if temperature <= 0:
+        return torch.argmax(probs, dim=-1)
+    return torch.multinomial(probs.double(), 1, generator=generator).squeeze(-1)

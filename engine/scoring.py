@@ -80,3 +80,49 @@ def score_text(lm: LanguageModel, text: str, prefix_bos: bool = True) -> TextSco
     if prefix_bos and lm.info.bos_token_id is not None:
         ids = [lm.info.bos_token_id] + ids
     return score_ids(lm, ids)
+
+
+def score_completion(lm: LanguageModel, prompt_ids: Sequence[int], completion_ids: Sequence[int]) -> TextScore:
+    """Score only ``completion_ids`` given ``prompt_ids`` before them: log p(completion | prompt), token by token.
+
+    This is how a model's *likelihood* of an answer is measured (e.g. to compare two answers to the same prompt).
+
+    Raises:
+        ValueError: If the prompt or the completion is empty.
+    """
+    prompt_ids = [int(i) for i in prompt_ids]
+    completion_ids = [int(i) for i in completion_ids]
+    if not prompt_ids or not completion_ids:
+        raise ValueError("Both the prompt and the answer need at least one token.")
+    full = score_ids(lm, prompt_ids + completion_ids)
+    # full.tokens[k] scores position k+1, so the completion starts at index len(prompt) - 1.
+    return TextScore(full.tokens[len(prompt_ids) - 1 :])
+
+
+def shuffled_words(text: str, seed: int = 0) -> str:
+    """The same words in a random order (whitespace-separated; deterministic for a given seed).
+
+    Used to show that the loss measures *order* and grammar, not just which words appear.
+    """
+    import random
+
+    words = text.split()
+    rng = random.Random(int(seed))
+    if len(set(words)) > 1:
+        original = list(words)
+        for _ in range(10):  # avoid handing back the original order by chance
+            rng.shuffle(words)
+            if words != original:
+                break
+    return " ".join(words)
+
+
+def random_token_ids(lm: LanguageModel, n: int, seed: int = 0) -> list[int]:
+    """``n`` tokens drawn uniformly from the vocabulary (special tokens excluded), deterministic for a seed."""
+    gen = torch.Generator().manual_seed(int(seed))
+    out: list[int] = []
+    while len(out) < n:
+        for i in torch.randint(0, lm.vocab_size, (max(n, 8),), generator=gen).tolist():
+            if not lm.is_special(i) and len(out) < n:
+                out.append(int(i))
+    return out

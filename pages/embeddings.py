@@ -1,0 +1,297 @@
+"""Embeddings: the model's real lookup table, similarity, projections, neighbours, analogies and meaning in context."""
+
+import html
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from components import embedding_views as ev
+from components.model import require_lm, selected_key
+from components.ui import clean_text, csv_download, show_chart
+from engine import embeddings as emb
+
+DEFAULT_WORDS = (
+    "king, queen, man, woman, prince, princess, dog, cat, puppy, kitten, Paris, London, France, Japan, "
+    "apple, banana, strawberry, car, bicycle, skateboard"
+)
+DEFAULT_A = (
+    "We sat on the bank of the river and watched the water.\n"
+    "The boat drifted toward the muddy bank of the stream.\n"
+    "Fish hid under the grassy river bank."
+)
+DEFAULT_B = (
+    "I deposited my salary at the bank this morning.\n"
+    "The bank approved her loan application.\n"
+    "He opened a savings account at a local bank."
+)
+
+
+def safe(text: str) -> str:
+    """Escape user text before it goes into plotly labels (plotly renders a few HTML tags)."""
+    return html.escape(text, quote=False)
+
+
+def cleaned(text: str | None, limit: int) -> str:
+    return " ".join(clean_text(text, limit=limit)[0].split())
+
+
+st.title("Embeddings")
+st.markdown(
+    "> **Embedding**: turning tokens into numerical vectors.\n\n"
+    "After tokenization each token is just an id. The model's first step is a **lookup**: row *id* of a big "
+    "table, the **embedding matrix**, becomes the token's vector. The table is learned in training like every other "
+    "weight, and tokens used in similar ways end up with vectors pointing in similar directions. Everything below "
+    "reads the real model's table and hidden states."
+)
+
+lm = require_lm()
+key = selected_key()
+table = emb.embedding_matrix(lm)
+rows_v, dims_d = table.shape
+share = rows_v * dims_d / lm.info.parameters
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Rows (vocabulary)", f"{rows_v:,}")
+m2.metric("Dimensions per token", f"{dims_d:,}")
+m3.metric("Numbers in the table", f"{rows_v * dims_d:,}", help=f"{share:.0%} of the model's {lm.info.parameters:,}")
+m4.metric("Shared with the output layer", "yes" if emb.is_tied(lm) else "no")
+st.caption(
+    f"The embedding matrix has shape [{rows_v:,} × {dims_d}] and holds {share:.0%} of all parameters. "
+    + (
+        "This model **ties** it to the output layer: the same rows score every candidate next token at the end."
+        if emb.is_tied(lm)
+        else "This model has a separate output layer."
+    )
+)
+
+# ------------------------------------------------------------------------------------------------ one token
+st.subheader("One token's vector, and its nearest neighbours")
+c_word, c_space, c_k = st.columns([2, 1.3, 1.3], vertical_alignment="bottom")
+with c_word:
+    word_raw = st.text_input("Word", value="king", key="emb_word", max_chars=40, bind="query-params")
+with c_space:
+    leading = st.toggle(
+        "Mid-sentence form",
+        value=True,
+        key="emb_space",
+        bind="query-params",
+        help="Embed ' king' (with its leading space, how a word usually appears in a sentence) rather than 'king' "
+        "(start of a line). They are different tokens with different vectors. Used by every section below.",
+    )
+with c_k:
+    k = st.slider("Neighbours", 5, 30, 10, key="emb_k", bind="query-params")
+word = cleaned(word_raw, 40)
+if not word:
+    st.info("Type a word to see its vector.", icon=":material/edit:")
+else:
+    wv = ev.word_vector(key, word, leading)
+    rows = table[wv.ids].numpy()  # [n, D]
+    labels = list(wv.pieces)
+    if wv.n_tokens > 1:
+        rows = np.vstack([rows, wv.vector.numpy()[None, :]])
+        labels.append("average")
+        st.warning(
+            f"'{word}' is **{wv.n_tokens} tokens** ({' + '.join(repr(p) for p in wv.pieces)}), so it has no single "
+            "row. Below are the rows of its pieces and their **average**, which is what this page uses as the word's "
+            "vector. Averaging pieces is a rough stand-in: the model itself never sees an averaged vector, it reads "
+            "the pieces one after another and builds the word's meaning in its layers (see *Meaning in context*).",
+            icon=":material/call_split:",
+        )
+    else:
+        st.markdown(f"{safe(repr(wv.form))} is token **{wv.ids[0]:,}**: this is row {wv.ids[0]:,} of the table.")
+    show_chart(ev.vector_figure(rows, [safe(x) for x in labels]), key="emb_vector")
+    v = wv.vector
+    top_dims = np.argsort(-np.abs(v.numpy()))[:3]
+    st.caption(
+        f"{dims_d} numbers, real weights (not an illustration). Length {float(v.norm()):.2f}, values from "
+        f"{float(v.min()):.3f} to {float(v.max()):.3f}; largest in dimensions "
+        + ", ".join(str(int(d)) for d in top_dims)
+        + ". Single dimensions rarely mean anything on their own: meaning is in the direction of the whole vector."
+    )
+    near = ev.neighbours(key, word, leading, k)
+    show_chart(ev.neighbour_figure(near), key="emb_neighbours")
+    st.caption(
+        f"The {k} entries of all {rows_v:,} whose rows point most nearly the same way (cosine similarity), the word's "
+        "own token(s) left out. Expect other spellings (capitalised, plural, no leading space) near the top: the "
+        "model learned that they are used alike."
+        + (" With an averaged multi-token vector the neighbours are often poor." if wv.n_tokens > 1 else "")
+    )
+
+# ------------------------------------------------------------------------------------------------ word list
+st.subheader("Compare words: similarity and a map")
+words_raw = st.text_area(
+    "Words (separated by commas or new lines)",
+    value=DEFAULT_WORDS,
+    key="emb_words",
+    height=90,
+    bind="query-params",
+    help=f"Up to {emb.MAX_WORDS} words. A word that splits into several tokens is the average of its pieces.",
+)
+words, notes = emb.parse_words(clean_text(words_raw, limit=2000)[0])
+for note in notes:
+    st.caption(f":material/info: {note}")
+p1, p2, p3 = st.columns(3)
+with p1:
+    method = st.segmented_control(
+        "Projection",
+        ["PCA", "t-SNE"],
+        default="PCA",
+        key="emb_proj",
+        bind="query-params",
+        help="PCA: a linear view along the directions of largest spread. t-SNE: keeps each point's neighbours "
+        "close, good at showing clusters, but distances between clusters mean little.",
+    )
+with p2:
+    dims = st.segmented_control("View", ["2D", "3D"], default="2D", key="emb_dims", bind="query-params")
+with p3:
+    extra = st.slider(
+        "Add nearest neighbours per word",
+        0,
+        5,
+        0,
+        key="emb_more",
+        bind="query-params",
+        help="Adds each word's closest vocabulary entries to the map: more points make clusters (and t-SNE) useful.",
+    )
+if not words:
+    st.info("Type at least two words, separated by commas, to compare them.", icon=":material/edit:")
+elif len(words) < 2:
+    st.info(f"Only one word ('{words[0]}'): add at least one more to compare.", icon=":material/edit:")
+else:
+    try:
+        wmap = ev.word_map(
+            key, tuple(words), leading, "tsne" if method == "t-SNE" else "pca", 3 if dims == "3D" else 2, extra
+        )
+    except ValueError as err:
+        st.warning(str(err), icon=":material/warning:")
+    else:
+        split = [w for w in wmap.words if w.n_tokens > 1]
+        if split:
+            st.caption(
+                ":material/call_split: Split into several tokens (their vector is the average of the pieces): "
+                + "; ".join(f"{w.word} = {' + '.join(repr(p) for p in w.pieces)}" for w in split)
+            )
+        labels = [safe(w.label) for w in wmap.words]
+        show_chart(ev.cosine_heatmap(labels, wmap.sims), key="emb_heatmap")
+        off = wmap.sims + np.diag(np.full(len(labels), -np.inf))
+        i, j = np.unravel_index(np.argmax(off), off.shape)
+        lo_i, lo_j = np.unravel_index(np.argmin(wmap.sims), wmap.sims.shape)
+        st.caption(
+            f"Most similar pair: {wmap.words[i].word} and {wmap.words[j].word} ({wmap.sims[i, j]:.2f}); least: "
+            f"{wmap.words[lo_i].word} and {wmap.words[lo_j].word} ({wmap.sims[lo_i, lo_j]:.2f}). Cosine 1 means the "
+            "same direction, 0 unrelated."
+        )
+        show_chart(
+            ev.projection_figure(wmap.projection, [safe(x) for x in wmap.labels], wmap.groups), key="emb_projection"
+        )
+        if wmap.projection.explained:
+            kept = sum(wmap.projection.explained)
+            st.caption(
+                f"A {len(wmap.projection.explained)}-D shadow of {dims_d}-D vectors: these axes keep {kept:.0%} of the "
+                "spread, so points that look close may not be. Trust the heatmap for exact similarities."
+            )
+        else:
+            st.caption("t-SNE places neighbours together; the distances between far-apart groups are not meaningful.")
+        sim_table = pd.DataFrame(wmap.sims, columns=[w.word for w in wmap.words])
+        sim_table.insert(0, "word", [w.word for w in wmap.words])
+        sim_table.insert(1, "tokens", [" + ".join(w.pieces) for w in wmap.words])
+        csv_download(sim_table, "cosine_similarity.csv", key="emb_sim_csv")
+
+# ------------------------------------------------------------------------------------------------ analogy
+st.subheader("Arithmetic with meaning: a − b + c")
+st.markdown(
+    "The classic test: take *king*, subtract *man*, add *woman*. If the table stores a 'male → female' direction, "
+    "the nearest entry should be *queen*. The three input words (and their other spellings) are left out of the "
+    "answers, otherwise *king* or *woman* usually wins."
+)
+a1, a2, a3, a4 = st.columns(4)
+a = cleaned(a1.text_input("a", value="king", key="emb_a", max_chars=40, bind="query-params"), 40)
+b = cleaned(a2.text_input("− b", value="man", key="emb_b", max_chars=40, bind="query-params"), 40)
+c = cleaned(a3.text_input("+ c", value="woman", key="emb_c", max_chars=40, bind="query-params"), 40)
+expected = cleaned(
+    a4.text_input("Expected (optional)", value="queen", key="emb_expect", max_chars=40, bind="query-params"), 40
+)
+if not (a and b and c):
+    st.info("Fill in a, b and c, for example Paris − France + Italy.", icon=":material/edit:")
+else:
+    res = ev.analogy(key, a, b, c, expected, leading)
+    say = {"good": st.success, "weak": st.warning, "poor": st.error}[res.quality]
+    say(f"**{res.quality.capitalize()}.** {res.verdict}", icon=":material/rule:")
+    show_chart(ev.neighbour_figure(res.neighbours, highlight=expected), key="emb_analogy")
+    st.caption(
+        f"Nearest to '{c}' alone, for comparison: "
+        + ", ".join(repr(n.text) for n in res.baseline[:5])
+        + ". When the two lists agree, the arithmetic did little. Analogies work for some relations (gender, "
+        "comparatives) and fail for many others in a model this small: try Paris − France + Italy."
+    )
+
+# ------------------------------------------------------------------------------------------------ in context
+st.subheader("Meaning in context: the same word, different sentences")
+st.markdown(
+    "The lookup table gives **one** vector per token, whatever the sentence. The layers then mix in context. Below, "
+    "the same word is followed through every layer in two groups of sentences with different meanings. At layer 0 "
+    "(the lookup) all copies are identical; watch the two meanings drift apart."
+)
+ctx_word = cleaned(
+    st.text_input("Word to follow", value="bank", key="emb_cword", max_chars=40, bind="query-params"), 40
+)
+g1, g2 = st.columns(2)
+text_a = g1.text_area(
+    "Meaning A: one sentence per line", value=DEFAULT_A, key="emb_ctx_a", height=120, bind="query-params"
+)
+text_b = g2.text_area(
+    "Meaning B: one sentence per line", value=DEFAULT_B, key="emb_ctx_b", height=120, bind="query-params"
+)
+sent_a = tuple(emb.split_sentences(clean_text(text_a, limit=2000)[0]))
+sent_b = tuple(emb.split_sentences(clean_text(text_b, limit=2000)[0]))
+layer = st.slider("Layer", 0, lm.info.layers, 6, key="emb_layer", bind="query-params", help="0 = the embedding lookup.")
+if not ctx_word:
+    st.info("Type the word to follow through the layers.", icon=":material/edit:")
+elif not (sent_a or sent_b):
+    st.info("Write at least two sentences that use the word.", icon=":material/edit:")
+else:
+    try:
+        with st.spinner("Running each sentence through the model…"):
+            ctx = ev.contextual(key, ctx_word, sent_a, sent_b)
+    except ValueError as err:
+        st.warning(str(err), icon=":material/warning:")
+    else:
+        for sentence, reason in ctx.skipped:
+            st.caption(f":material/block: Skipped “{sentence[:80]}”: {reason}")
+        split = [s for s in ctx.sentences if len(s.positions) > 1]
+        if split:
+            st.caption(
+                f":material/call_split: '{ctx_word}' is {len(split[0].positions)} tokens here "
+                f"({' + '.join(repr(p) for p in split[0].pieces)}); its vector is taken at the **last** piece, the "
+                "only one that has seen the whole word in a left-to-right model."
+            )
+        curves = ctx.group_curves()
+        show_chart(ev.layer_curves_figure(curves, layer), key="emb_layers")
+        if "across A and B" in curves and len(curves) > 1:
+            within = np.mean([v for n, v in curves.items() if n != "across A and B"], axis=0)
+            gap = within - curves["across A and B"]
+            best = int(np.argmax(gap))
+            st.caption(
+                f"At layer {layer}: same meaning {within[layer]:.2f}, different meaning "
+                f"{curves['across A and B'][layer]:.2f} (gap {gap[layer]:+.2f}). The gap is largest at layer {best} "
+                f"({gap[best]:+.2f}). The last point is after the model's final normalisation, a differently scaled "
+                "space. Vectors in a language model all point roughly the same way, so even unrelated uses stay well "
+                "above 0: compare the lines, not the absolute values."
+            )
+        else:
+            st.caption("Give sentences for both meanings to compare same-meaning and different-meaning pairs.")
+        h1, h2 = st.columns(2)
+        names = [f"{i + 1} · {'AB'[s.group]}" for i, s in enumerate(ctx.sentences)]
+        texts = [safe(f"{i + 1}. {s.text}") for i, s in enumerate(ctx.sentences)]
+        with h1:
+            show_chart(
+                ev.cosine_heatmap(names, ctx.sims[layer].numpy(), title=f"Cosine at layer {layer}", hover=texts),
+                key="emb_ctx_heatmap",
+            )
+        with h2:
+            proj = ev.context_projection(key, ctx_word, sent_a, sent_b, layer)
+            show_chart(ev.context_scatter(proj, ctx.sentences), key="emb_ctx_scatter")
+        st.caption(
+            "Sentences are numbered in order: meaning A first, then B. Each point on the right is one sentence's "
+            "vector for the word at this layer, flattened with PCA. Hover for the sentence."
+        )

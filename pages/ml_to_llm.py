@@ -1,0 +1,292 @@
+"""From ML to LLMs: regression and classification you know, the LLM as a classifier over its vocabulary,
+p(y|x) vs p(x) on the real model, a generative toy, and how a practitioner calls the same model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from components import ml_views as mv
+from components.charts import probability_bars, token_label
+from components.model import require_lm
+from components.nav import available_pages
+from components.ui import (
+    clean_text,
+    csv_download,
+    empty_text_notice,
+    esc,
+    illustration_note,
+    prompt_input,
+    show_chart,
+)
+from engine import ml_basics as mb
+from engine.predict import top_candidates
+
+SENTENCE_LIMIT = 500
+REVIEW_LIMIT = 1500
+
+st.title("From ML to LLMs")
+st.markdown(
+    "You already know supervised ML: **regression** predicts a number, **classification** predicts a label, and both "
+    "learn **p(y | x)** from examples. An LLM is still an ML model: a neural network (a Transformer) trained on text. "
+    "This page starts from the two models you know and shows, on the real model running here, that the LLM is a "
+    "classifier too, and a **generative** model of text."
+)
+lm = require_lm()
+
+# ------------------------------------------------------------------------------------------------ 1. what you know
+st.header("1. What you already know")
+reg_col, cls_col = st.columns(2, gap="large")
+with reg_col:
+    st.subheader("Regression: predict a number")
+    a1, a2 = st.columns(2)
+    noise = a1.slider("Noise in the data", 0.0, 1.0, 0.3, 0.05, key="ml_noise", bind="query-params")
+    degree = a2.slider("Polynomial degree (capacity)", 1, 12, 3, key="ml_degree", bind="query-params",
+                       help="Higher degree = more parameters. Watch the training error fall and the new-data error rise.")
+    x, y, fit, test_mse = mv.regression(30, float(noise), int(degree), 0)
+    show_chart(mv.regression_figure(x, y, fit), key="ml_reg_chart", height=360)
+    m1, m2 = st.columns(2)
+    m1.metric("Error on training points (MSE)", f"{fit.mse:.3f}")
+    m2.metric("Error on new points (MSE)", f"{test_mse:.3f}", delta=f"{test_mse - fit.mse:+.3f} vs training",
+              delta_color="inverse")
+    st.caption("Least squares on 30 noisy points of y = 0.5x + sin x. A high degree chases the noise: "
+               "a low training error, a higher error on new points (overfitting).")
+
+with cls_col:
+    st.subheader("Classification: predict a label")
+    spread = st.slider("Overlap between classes (spread)", 0.4, 2.5, 0.9, 0.1, key="ml_spread", bind="query-params")
+    X, labels, clf = mv.classification(float(spread), 0)
+    b1, b2 = st.columns(2)
+    px = b1.slider("Your point: feature 1", -5.0, 5.0, 0.5, 0.1, key="ml_x1", bind="query-params")
+    py = b2.slider("Your point: feature 2", -4.0, 5.0, 0.5, 0.1, key="ml_x2", bind="query-params")
+    show_chart(mv.classifier_figure(X, labels, clf, (px, py)), key="ml_cls_chart", height=360)
+    st.caption(
+        f"Softmax regression, p(class | x) = softmax(W x + b), trained by gradient descent on cross-entropy: "
+        f"loss {clf.losses[0]:.2f} → {clf.losses[-1]:.2f} nats in {len(clf.losses)} steps, "
+        f"training accuracy {clf.accuracy(X, labels):.0%}. The shaded regions are its decisions; the decision boundaries "
+        "are where the colour changes. Hover anywhere for p(class | x)."
+    )
+
+# ------------------------------------------------------------------------------------------------ 2. the LLM's head
+st.header("2. An LLM is a classifier over its whole vocabulary")
+st.markdown(
+    "Put the two side by side. Your classifier gives a probability to each of **3 classes** for the point you chose. "
+    f"The LLM gives a probability to each of its **{lm.vocab_size:,} tokens** for what comes after your prompt. Same "
+    "softmax, same cross-entropy loss in training: the *classes* are the vocabulary and the *features* are what the "
+    "Transformer computed from the text."
+)
+point_probs = clf.predict_proba(np.array([[px, py]]))[0]
+left, right = st.columns(2, gap="large")
+with left:
+    st.subheader(f"Your classifier at ({px:.1f}, {py:.1f})")
+    order = np.argsort(-point_probs)
+    show_chart(
+        mv.class_bars([mb.CLASS_NAMES[i] for i in order], [point_probs[i] for i in order],
+                      [mv.CLASS_COLOURS[i] for i in order]),
+        key="ml_cls_bars",
+    )
+    st.caption(f"W is {clf.W.shape[0]} × {clf.W.shape[1]}: one row of weights per class, 2 features in.")
+with right:
+    st.subheader("The LLM on your prompt")
+    text = prompt_input("Prompt", help="This prompt travels with you to the other pages.", height=68)
+    head = None
+    if not text.strip():
+        empty_text_notice()
+    else:
+        try:
+            head = mv.head_summary(text)
+        except ValueError as err:
+            st.warning(str(err), icon=":material/warning:")
+    if head is not None:
+        k = st.slider("Tokens to show", 3, 20, 8, key="ml_topk", bind="query-params",
+                      help="Only changes the chart: the model is not run again.")
+        view = top_candidates(lm, head.probs, int(k))
+        show_chart(
+            probability_bars([c.text for c in view.candidates], [c.prob for c in view.candidates], view.other_mass),
+            key="ml_llm_bars",
+        )
+        st.caption(
+            f"W is {head.weight_shape[0]:,} × {head.weight_shape[1]}: one row per token, {head.hidden_size} features in "
+            f"(the Transformer's last hidden state{'' if head.has_bias else ', no bias'}). The grey bar is the other "
+            f"{lm.vocab_size - len(view.candidates):,} classes together."
+        )
+if head is not None:
+    st.success(
+        f"**Checked live:** multiplying the model's last hidden state by its output matrix by hand (W h) gives the "
+        f"model's own next-token scores for all {head.weight_shape[0]:,} tokens, to within {head.max_abs_diff:.1e}. "
+        "The LLM's last layer *is* a linear classifier; the 30 Transformer layers before it learn the features.",
+        icon=":material/check_circle:",
+    )
+
+# ------------------------------------------------------------------------------------------------ 3. p(x) vs p(y|x)
+st.header("3. p(y | x) versus p(x): the same model, two uses")
+st.markdown(
+    "A supervised model learns **p(y | x)**: a label given the input. A **generative** model learns **p(x)**: how "
+    "likely the data itself is. An LLM learns p(next token | previous tokens); multiplying those along a sentence "
+    "(the chain rule) gives **p(sentence)**. So the same model can score whole texts, and, with the right prompt, "
+    "act as a classifier."
+)
+px_col, pyx_col = st.columns(2, gap="large")
+with px_col:
+    st.subheader("p(x): which sentence is more likely?")
+    raw_a = st.text_input("Sentence A", value="The cat sat on the mat.", key="ml_a", bind="query-params",
+                          max_chars=SENTENCE_LIMIT)
+    raw_b = st.text_input("Sentence B", value="The mat sat on the cat.", key="ml_b", bind="query-params",
+                          max_chars=SENTENCE_LIMIT)
+    (sent_a, notes_a), (sent_b, notes_b) = clean_text(raw_a, SENTENCE_LIMIT), clean_text(raw_b, SENTENCE_LIMIT)
+    for note in dict.fromkeys(notes_a + notes_b):
+        st.caption(f":material/info: {note}")
+    cmp = None
+    if not sent_a.strip() or not sent_b.strip():
+        empty_text_notice("two sentences")
+    else:
+        try:
+            cmp = mv.sentence_comparison(sent_a, sent_b)
+        except ValueError as err:
+            st.warning(str(err), icon=":material/warning:")
+    if cmp is not None:
+        c1, c2 = st.columns(2)
+        c1.metric("log p(A)", f"{cmp.score_a.total_logprob:.2f}", help="Natural log; closer to 0 = more likely.")
+        c2.metric("log p(B)", f"{cmp.score_b.total_logprob:.2f}", help="Natural log; closer to 0 = more likely.")
+        if cmp.winner == "tie":
+            st.info("The model gives both texts the same probability.", icon=":material/balance:")
+        else:
+            times = cmp.times_more_likely
+            times_txt = f"{times:,.0f}" if times < 1e15 else f"e^{abs(cmp.log_ratio):.0f}"
+            st.markdown(f"The model finds **sentence {cmp.winner.upper()}** about **{times_txt} times** more likely "
+                        f"(a gap of {abs(cmp.log_ratio):.2f} nats).")
+        show_chart(mv.cumulative_logprob_figure(cmp), key="ml_px_chart", height=320)
+        st.caption(
+            "Each step adds log p(token | the tokens before it); the last point is log p(sentence). Longer texts "
+            "collect more negative terms, so compare sentences of similar length, or per-token loss "
+            f"(A: {cmp.score_a.mean_loss:.2f}, B: {cmp.score_b.mean_loss:.2f} nats per token)."
+        )
+        rows = [
+            {"sentence": name, "position": t.position, "token": token_label(t.text), "log p": t.logprob,
+             "probability": t.prob, "rank": t.rank}
+            for name, score in (("A", cmp.score_a), ("B", cmp.score_b))
+            for t in score.tokens
+        ]
+        with st.expander("Token by token", icon=":material/table:"):
+            df = pd.DataFrame(rows)
+            st.dataframe(df, hide_index=True, width="stretch", key="ml_px_table",
+                         column_config={"log p": st.column_config.NumberColumn(format="%.3f"),
+                                        "probability": st.column_config.NumberColumn(format="%.4f")})
+            csv_download(df, "sentence_scores.csv", key="ml_px_csv")
+
+with pyx_col:
+    st.subheader("p(y | x): classification by prompting")
+    raw_review = st.text_area("Review to classify", value="The food was cold and the waiter was rude.",
+                              key="ml_review", bind="query-params", height=80, max_chars=REVIEW_LIMIT)
+    review, notes_r = clean_text(raw_review, REVIEW_LIMIT)
+    for note in notes_r:
+        st.caption(f":material/info: {note}")
+    few_shot = st.toggle("Show the model two labelled examples first (few-shot)", value=True, key="ml_fewshot",
+                         bind="query-params")
+    res = None
+    if not review.strip():
+        empty_text_notice("a review")
+    else:
+        try:
+            res = mv.prompt_classification(review, few_shot)
+        except ValueError as err:
+            st.warning(str(err), icon=":material/warning:")
+    if res is not None:
+        show_chart(
+            mv.class_bars(list(res.labels), list(res.probs), [mv.CLASS_COLOURS[1], mv.CLASS_COLOURS[0]],
+                          title="p(label | review), over the two labels"),
+            key="ml_pyx_chart",
+        )
+        st.markdown(
+            f"Predicted: **{esc(res.predicted)}**. The model scored the next word after `Sentiment:` for each label "
+            f"and we renormalised over the two. Before renormalising the labels hold **{res.label_mass:.1%}** of its "
+            "next-token probability"
+            + (": the examples taught it the format." if few_shot
+               else ": without examples much of it goes to other words (try turning few-shot on).")
+        )
+        with st.expander("The exact prompt the model read", icon=":material/description:"):
+            st.code(res.prompt, language=None, wrap_lines=True)
+        st.caption("No training happened here: the classifier is the same next-token model, steered by a prompt. "
+                   "A small model can still be wrong; try a sarcastic review.")
+
+# ------------------------------------------------------------------------------------------------ 4. generative toy
+st.header("4. Generative models learn the data itself")
+st.markdown(
+    "Back to the 2-D points from section 1. The classifier learned **where the boundaries are**: it can label a "
+    "point but cannot make one. A generative model learns **where the points are**, p(x), and can then *sample* new "
+    "points that look like the data. Here it is a Gaussian mixture fitted by expectation-maximisation, labels ignored."
+)
+g1, g2, g3 = st.columns(3)
+components = g1.slider("Gaussians in the mixture", 1, 6, 3, key="ml_components", bind="query-params")
+n_samples = g2.slider("New points to sample", 20, 500, 150, 10, key="ml_samples", bind="query-params")
+seed = g3.number_input("Sampling seed", 0, 9999, 0, key="ml_seed", bind="query-params")
+mix, samples = mv.mixture(float(spread), 0, int(components), int(n_samples), int(seed))
+X_mix = X  # the same points the classifier was trained on
+gen_left, gen_right = st.columns(2, gap="large")
+with gen_left:
+    st.subheader("Discriminative: p(y | x)")
+    show_chart(mv.classifier_figure(X, labels, clf, (px, py)), key="ml_gen_cls", height=380)
+    st.caption("Boundaries between labels. Nothing here says how likely a point is, so nothing can be sampled.")
+with gen_right:
+    st.subheader("Generative: p(x), and new samples")
+    show_chart(mv.mixture_figure(X_mix, mix, samples), key="ml_gen_mix", height=380)
+    st.caption("Shading: the fitted density p(x). Orange crosses: brand-new points drawn from it.")
+mean_s, cov_s = samples.mean(axis=0), np.cov(samples.T)
+stats = pd.DataFrame(
+    {
+        "": ["mean of feature 1", "mean of feature 2", "variance of feature 1", "variance of feature 2"],
+        "real points": [*X_mix.mean(axis=0), *np.var(X_mix, axis=0)],
+        "fitted p(x)": [*mix.mean(), *np.diag(mix.covariance())],
+        "sampled points": [mean_s[0], mean_s[1], cov_s[0, 0], cov_s[1, 1]],
+    }
+)
+s1, s2 = st.columns([3, 2], gap="large")
+with s1:
+    st.dataframe(stats.round(3), hide_index=True, width="stretch", key="ml_gen_stats")
+    csv_download(stats, "mixture_stats.csv", key="ml_gen_csv")
+with s2:
+    st.metric("Average log p(x) of the real points", f"{mix.avg_loglik:.2f} nats",
+              help="Higher = the model explains the data better. More Gaussians always fit the training points at "
+              "least as well, like a higher polynomial degree.")
+    st.markdown(
+        f"The sampled points have the statistics of the fitted model (up to sampling noise with {int(n_samples)} "
+        "points). An LLM does the same with text: learn p(x), then sample from it, one token at a time."
+    )
+
+# ------------------------------------------------------------------------------------------------ 5. use vs train
+st.header("5. Use, don't train: calling this model yourself")
+st.markdown(
+    "As a practitioner you rarely train an LLM: you **use** a pretrained one (through an API, or an open model with "
+    "Hugging Face `transformers`) and then prompt it or fine-tune it. This is the code that computes what sections 2 "
+    "and 3 showed, with your prompt and sentences filled in. It downloads the same model from the Hugging Face hub."
+)
+code_prompt = text if text.strip() else "The capital of France is"
+code_a = sent_a if sent_a.strip() else "The cat sat on the mat."
+code_b = sent_b if sent_b.strip() else "The mat sat on the cat."
+st.code(mb.usage_code(lm.spec.hub_id or lm.info.name, code_prompt, code_a, code_b), language="python")
+expected = []
+if head is not None:
+    for c in top_candidates(lm, head.probs, 5).candidates:
+        expected.append(f"next {c.text!r} {c.prob:.4f}")
+if cmp is not None:
+    expected += [f"logp_a {cmp.score_a.total_logprob:.4f}", f"logp_b {cmp.score_b.total_logprob:.4f}"]
+if expected:
+    st.markdown("What this page computed for the same inputs (your run should print the same, up to rounding):")
+    st.code("\n".join(expected), language=None)
+st.caption(
+    "One known difference: the embedded copy of the model splits numbers into tokens differently from the hub "
+    "tokenizer, so text with digits can score slightly differently."
+)
+st.markdown(
+    "**Training** is the same loss you saw in section 1, cross-entropy, minimised by gradient descent, but over "
+    "trillions of tokens: pretraining (predict the next token), then instruction tuning and RLHF."
+)
+present = {p.stem for p in available_pages()}
+for stem, label in (("pretraining", "Pretraining: the loss and one gradient step, live"),
+                    ("fine_tuning", "Fine-tuning: teach the model a fact on this CPU"),
+                    ("next_token", "Next-token prediction, step by step")):
+    if stem in present:
+        st.page_link(f"pages/{stem}.py", label=label, icon=":material/arrow_forward:")
+illustration_note("The toy data in sections 1 and 4 is generated on this page (not model output); every LLM number "
+                  "above was computed by the model for your inputs.")

@@ -1,0 +1,164 @@
+"""Pretraining: the next-token loss on any text (surprise view, chart, perplexity), baselines, and one gradient step."""
+
+import pandas as pd
+import streamlit as st
+
+from components.model import require_lm, selected_key
+from components.training_views import (
+    STEP_LRS,
+    baseline_figure,
+    baseline_scores,
+    before_after_tokens_figure,
+    one_step,
+    step_sweep_figure,
+    surprise_html,
+    surprise_legend_html,
+    text_score,
+    token_loss_figure,
+)
+from components.ui import csv_download, empty_text_notice, prompt_input, show_chart
+from engine.lm import MAX_INPUT_TOKENS
+from engine.training import MAX_TRAIN_TOKENS
+
+DEFAULT_TEXT = (
+    "Large language models are trained to predict the next word. After reading huge amounts of text from books "
+    "and websites, they learn grammar, facts and a little reasoning."
+)
+DEFAULT_STEP_TEXT = "The Eiffel Tower is in Paris, the capital of France."
+
+st.title("Pretraining: learning to predict the next token")
+st.markdown(
+    "Training an LLM happens in two stages. **Pretraining** comes first: the model reads a huge amount of text "
+    "(books, websites, Wikipedia) and, at every position, is asked *what comes next?* Its **loss** for one token is "
+    "**−log p(the token that really came next)**: near 0 when the model was confident and right, large when it was "
+    "surprised. Training is ordinary gradient descent on the average of that loss, the same cross-entropy you use "
+    "for a classifier, with one class per token in the vocabulary."
+)
+
+lm = require_lm()
+key = selected_key()
+
+# ------------------------------------------------------------------------------------------------ surprise view
+st.subheader("1. How surprised is the model by your text?")
+text = prompt_input(
+    "Text to score", key="pt_text", default=DEFAULT_TEXT, height=100,
+    help=f"Any text. The model reads at most {MAX_INPUT_TOKENS:,} tokens here.",
+)
+score = None
+if not text.strip():
+    empty_text_notice("some text")
+else:
+    try:
+        score = text_score(key, text)
+    except ValueError as err:
+        st.warning(str(err), icon=":material/warning:")
+
+if score is not None:
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Tokens scored", f"{len(score.tokens):,}")
+    c2.metric("Average loss", f"{score.mean_loss:.2f} nats", help="Mean of −log p over the tokens: the pretraining loss.")
+    c3.metric("Perplexity", f"{score.perplexity:,.1f}", help="exp(average loss).")
+    st.markdown(
+        f"**Perplexity = exp(average loss) = exp({score.mean_loss:.2f}) = {score.perplexity:,.1f}.** On average the "
+        f"model was as unsure as if it had to pick among about {score.perplexity:,.0f} equally likely tokens "
+        f"(out of {lm.vocab_size:,}). Redder tokens surprised it more."
+    )
+    st.html(surprise_legend_html())
+    st.html(surprise_html(score, max_tokens=400))
+    show_chart(token_loss_figure(score), key="pt_token_loss")
+    worst = max(score.tokens, key=lambda t: t.loss)
+    best = min(score.tokens, key=lambda t: t.loss)
+    st.caption(
+        f"Most surprising: '{worst.text}' (p = {worst.prob:.1e}, ranked {worst.rank:,}). Least: '{best.text}' "
+        f"(p = {best.prob:.1%}). The first token is predicted from the start-of-text token alone."
+    )
+    table = pd.DataFrame(
+        {
+            "position": [t.position for t in score.tokens],
+            "token": [t.text for t in score.tokens],
+            "token_id": [t.token_id for t in score.tokens],
+            "probability": [t.prob for t in score.tokens],
+            "loss_nats": [t.loss for t in score.tokens],
+            "rank": [t.rank for t in score.tokens],
+        }
+    )
+    with st.expander("Every token's numbers", icon=":material/table:"):
+        st.dataframe(table, hide_index=True, width="stretch")
+        csv_download(table, "token_losses.csv", key="pt_csv")
+
+    # -------------------------------------------------------------------------------------------- baselines
+    st.subheader("2. Natural text vs the same words shuffled vs random tokens")
+    st.markdown(
+        "What has pretraining taught the model? Compare your text with **the same words in a random order** (same "
+        "vocabulary, no grammar) and with **random tokens** from the vocabulary (the same number of tokens)."
+    )
+    seed = st.number_input("Shuffle seed", min_value=0, max_value=9999, value=0, step=1, key="pt_seed",
+                           bind="query-params", help="Change it for another random order and other random tokens.")
+    variants = baseline_scores(key, text, int(seed))
+    show_chart(baseline_figure(list(variants), [s for _t, s in variants.values()], lm.vocab_size), key="pt_baselines")
+    cols = st.columns(3)
+    for col, (name, (_shown, sc)) in zip(cols, variants.items()):
+        with col:
+            st.markdown(f"**{name}**")
+            st.metric(f"{name}: perplexity", f"{sc.perplexity:,.1f}", label_visibility="collapsed")
+            st.caption(f"average loss {sc.mean_loss:.2f} nats over {len(sc.tokens)} tokens")
+            st.html(surprise_html(sc, max_tokens=60))
+    nat, shuf, rand = (s for _t, s in variants.values())
+    st.markdown(
+        f"Shuffling keeps every word but raises the perplexity from **{nat.perplexity:,.1f}** to "
+        f"**{shuf.perplexity:,.1f}**: the model learned word order and grammar, not just which words are common. "
+        + (
+            f"Random tokens reach **{rand.perplexity:,.0f}**, *worse* than guessing every token uniformly "
+            f"({lm.vocab_size:,}): the model confidently expects language and is wrong every time."
+            if rand.perplexity > lm.vocab_size
+            else f"Random tokens reach **{rand.perplexity:,.0f}**, near the {lm.vocab_size:,} of a uniform guess."
+        )
+    )
+
+# ------------------------------------------------------------------------------------------------ one gradient step
+st.subheader("3. One step of gradient descent, made visible")
+st.markdown(
+    "Training repeats one move billions of times: compute the loss on some text, compute its **gradient** (which way "
+    "each weight should move to lower the loss), and step the weights a little that way: "
+    "**W ← W − learning rate × ∇loss**. Here is a single step on one sentence, computed live. To keep it quick, the "
+    "step changes only the MLP output weights of the last 4 layers; real pretraining updates every weight, on "
+    "millions of sentences per step. The shared model is not changed: the stepped weights are used for these numbers "
+    "only."
+)
+step_text = prompt_input(
+    "Sentence to train on", key="pt_step", default=DEFAULT_STEP_TEXT, height=68,
+    help=f"Short: at most {MAX_TRAIN_TOKENS - 1} tokens.",
+)
+if not step_text.strip():
+    empty_text_notice("a sentence")
+else:
+    try:
+        gs = one_step(key, step_text)
+    except ValueError as err:
+        st.warning(str(err), icon=":material/warning:")
+    else:
+        lr = st.select_slider("Learning rate", options=list(STEP_LRS), value=0.1, key="pt_lr", bind="query-params",
+                              help="Moving this only reads the pre-computed results: the model does not run again.")
+        i = list(STEP_LRS).index(lr) if lr in STEP_LRS else 2
+        after = gs.loss_after[i]
+        c1, c2, c3 = st.columns(3)
+        c1.metric("Loss before", f"{gs.loss_before:.3f}")
+        c2.metric("Loss after one step", f"{after:.3f}", delta=f"{after - gs.loss_before:+.3f}", delta_color="inverse")
+        c3.metric("Weights updated", f"{gs.num_params:,}", help=f"of {gs.total_params:,} in the model")
+        show_chart(step_sweep_figure(gs, i), key="pt_step_sweep")
+        best = min(range(len(STEP_LRS)), key=lambda j: gs.loss_after[j])
+        overshoot = (
+            f"a step that is too large **overshoots** and the loss goes up instead (learning rate {STEP_LRS[-1]:g}: "
+            f"{gs.loss_after[-1]:.1f}). That is why training takes small steps, many times over."
+            if gs.loss_after[-1] > gs.loss_before
+            else "on this sentence even the largest step tried still helped; try a longer sentence to see a step "
+            "overshoot."
+        )
+        st.markdown(
+            f"The gradient's size (L2 norm) is {gs.grad_norm:.2f}. A small step lowers the loss a little; the best "
+            f"step here is learning rate **{STEP_LRS[best]:g}** (loss {gs.loss_after[best]:.2f}); " + overshoot
+        )
+        pieces = [lm.token_text(t) for t in gs.ids[1:]]
+        show_chart(before_after_tokens_figure(pieces, gs.token_loss_before, gs.token_loss_after[i]),
+                   key="pt_step_tokens")
+        st.caption("Per-token loss on the sentence before and after the step at the chosen learning rate.")

@@ -1,0 +1,249 @@
+"""Tokenization: how text becomes the pieces (and ids) the model reads, on the model's own tokenizer."""
+
+import pandas as pd
+import streamlit as st
+
+from components import token_views as tv
+from components.model import require_lm, selected_key
+from components.ui import clean_text, csv_download, show_chart
+from engine import tokens as tok
+
+TEXT_KEY, AREA_KEY, MULTI_KEY, EXAMPLE_KEY = "tok_text", "tok_area", "tok_multi", "tok_example"
+EXAMPLES = {e.name: e for e in tok.EXAMPLES}
+DEFAULT_TEXT = tok.EXAMPLES[0].text
+
+st.title("Tokenization")
+st.markdown(
+    "> **Tokenization**: splitting text into smaller pieces (tokens) that the model can process.\n\n"
+    "In classic ML you would clean and vectorise your data first; for an LLM, **preprocessing becomes tokenization**. "
+    "The model never sees letters: a tokenizer cuts the text into pieces from a fixed vocabulary and hands the model "
+    "one **id** per piece. Everything below uses the real model's own tokenizer (byte-level BPE)."
+)
+
+lm = require_lm()
+key = selected_key()
+
+
+# ------------------------------------------------------------------------------------------------ input
+def _use_example() -> None:
+    name = st.session_state.get(EXAMPLE_KEY)
+    if name not in EXAMPLES:
+        return
+    text = EXAMPLES[name].text
+    if "\n" in text or st.session_state.get(MULTI_KEY):
+        st.session_state[MULTI_KEY] = True
+        st.session_state[AREA_KEY] = text
+    else:
+        st.session_state[TEXT_KEY] = text
+    st.session_state[EXAMPLE_KEY] = None  # a pill is an action, not a state: un-highlight it
+
+
+def _switch_mode() -> None:
+    if st.session_state.get(MULTI_KEY):
+        st.session_state[AREA_KEY] = st.session_state.get(TEXT_KEY, "")
+    else:
+        st.session_state[TEXT_KEY] = " ".join(str(st.session_state.get(AREA_KEY, "")).splitlines())
+
+
+for k, default in ((TEXT_KEY, DEFAULT_TEXT), (AREA_KEY, DEFAULT_TEXT)):
+    if k not in st.session_state:
+        st.session_state[k] = default
+
+st.subheader("Type and watch the tokens")
+st.pills(
+    "Ready-made examples",
+    list(EXAMPLES),
+    key=EXAMPLE_KEY,
+    on_change=_use_example,
+    help="Each example teaches something: compare how many tokens the same amount of text needs.",
+)
+box = st.container()
+t1, t2, _ = st.columns([1, 1.6, 1.4])
+with t1:
+    multi = st.toggle(
+        "Multi-line box",
+        key=MULTI_KEY,
+        on_change=_switch_mode,
+        bind="query-params",
+        help="The one-line box updates as you type. The multi-line box accepts new lines and updates when you press "
+        "Ctrl+Enter or click outside it.",
+    )
+with t2:
+    show_markers = st.toggle(
+        "Show whitespace & byte-level markers",
+        key="tok_markers",
+        bind="query-params",
+        help="Show each token as stored in the vocabulary: Ġ is a leading space, Ċ a new line, ĉ a tab.",
+    )
+with box:
+    if multi:
+        raw = st.text_area("Text (Ctrl+Enter to update)", key=AREA_KEY, height=130, bind="query-params")
+    else:
+        raw = st.text_input("Text (updates as you type)", key=TEXT_KEY, live=True, bind="query-params")
+text, notes = clean_text(raw)
+for note in notes:
+    st.caption(f":material/info: {note}")
+
+if not text:
+    st.info("Type some text above, or pick an example, to see its tokens.", icon=":material/edit:")
+else:
+    result = tv.tokenize(key, text)
+    stats = result.stats
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Characters", f"{stats.characters:,}", help=f"{stats.utf8_bytes:,} bytes of UTF-8")
+    c2.metric("Words", f"{stats.words:,}", help="Runs of characters between spaces.")
+    c3.metric("Tokens", f"{stats.tokens:,}")
+    c4.metric("Characters per token", f"{stats.chars_per_token:.2f}")
+    tv.show_chips(result.pieces, show_markers)
+    partial = sum(p.partial for p in result.pieces)
+    special = sum(p.special for p in result.pieces)
+    legend = [
+        "Hover a chip for its position, id and bytes. The small number is the id: the row of the embedding table "
+        "the model looks up."
+    ]
+    if show_markers:
+        legend.append(
+            "**Ġ** = a space glued to the front of the token, **Ċ** = new line, **ĉ** = tab. The vocabulary stores "
+            "every byte as one printable stand-in character, so non-English letters look garbled here (é is stored "
+            "as Ã©): that is the raw entry, not an error."
+        )
+    if partial:
+        legend.append(
+            f"{partial} dashed chip(s) are **pieces of one character**: byte-level BPE works on UTF-8 bytes, so a "
+            "character the vocabulary lacks is spelled with 2–4 byte tokens (shown as ⟨hex⟩)."
+        )
+    if special:
+        legend.append(
+            f"{special} dark chip(s) are **control tokens**: typed text that matches one becomes that single token."
+        )
+    if not stats.words and stats.tokens:
+        legend.append("Whitespace is tokens too: the model reads every space and new line.")
+    st.caption(" ".join(legend))
+    lesson = next((e.lesson for e in tok.EXAMPLES if e.text == text), None)
+    if lesson:
+        st.info(lesson, icon=":material/lightbulb:")
+    digits, digit_tokens = tok.digit_runs(result)
+    if digits >= 4:
+        note = f":material/pin: {digits} digits in this text take {digit_tokens} tokens"
+        if tv.vocabulary_summary(key).multi_digit == 0:
+            note += ": this vocabulary has no multi-digit entries, so the model sees numbers one digit at a time"
+        st.caption(note + ".")
+    with st.expander("Token table", icon=":material/table:"):
+        table = tv.tokens_table(result.pieces)
+        st.dataframe(table, hide_index=True, width="stretch")
+        csv_download(table, "tokens.csv", key="tok_csv")
+    st.caption(
+        f"Round trip: decoding these {stats.tokens:,} ids gives back "
+        + ("exactly the text you typed." if lm.decode(result.ids) == text else "a different text (this is a bug).")
+    )
+
+# ------------------------------------------------------------------------------------------------ cost
+st.subheader("Same meaning, different cost")
+rows = tv.compare_texts(key, tok.PARALLEL)
+english = rows[0]
+worst = max(rows, key=lambda r: r.relative_tokens)
+st.markdown(
+    "APIs bill **per token**, and the context window is counted **in tokens**. The same sentence in different "
+    f"languages needs very different numbers of tokens: here from {english.stats.tokens} in English to "
+    f"{worst.stats.tokens} in {worst.name} (**{worst.relative_tokens:.1f}×**). At the same price per token the "
+    f"{worst.name} text costs {worst.relative_tokens:.1f}× as much, and this model's "
+    f"{lm.info.context_length:,}-token window holds {english.fits_in_context:,} copies of the English sentence but "
+    f"only {worst.fits_in_context:,} of the {worst.name} one."
+)
+show_chart(tv.comparison_figure(rows), key="tok_languages")
+table = pd.DataFrame(
+    {
+        "language": [r.name for r in rows],
+        "text": [r.text for r in rows],
+        "characters": [r.stats.characters for r in rows],
+        "tokens": [r.stats.tokens for r in rows],
+        "characters per token": [round(r.stats.chars_per_token, 2) for r in rows],
+        "× English": [round(r.relative_tokens, 2) for r in rows],
+        f"copies in {lm.info.context_length:,} tokens": [r.fits_in_context for r in rows],
+    }
+)
+st.dataframe(table, hide_index=True, width="stretch")
+csv_download(table, "tokens_per_language.csv", key="tok_lang_csv")
+st.caption(
+    "Why: the tokenizer's merges were learned from its training text, mostly English and code. Frequent English "
+    "words became single tokens; scripts it saw less stay split into short pieces or even single bytes."
+)
+
+# ------------------------------------------------------------------------------------------------ vocabulary
+st.subheader("The vocabulary")
+summary = tv.vocabulary_summary(key)
+v1, v2, v3, v4 = st.columns(4)
+v1.metric("Vocabulary size", f"{summary.size:,}", help="Rows of the embedding table and classes of the output layer.")
+v2.metric("Control tokens", f"{len(summary.specials)}")
+v3.metric("Start with a space", f"{summary.leading_space:,}", help="Word-start forms such as ' Paris' (Ġ).")
+v4.metric("Multi-digit entries", f"{summary.multi_digit:,}", help=f"Single digits: {summary.single_digit}.")
+st.markdown(
+    f"The model can only ever read or write these {summary.size:,} pieces. Most words have two forms: with a "
+    "leading space (the usual mid-sentence form) and without (start of a line). The first "
+    f"{len(summary.specials)} ids are **control tokens** that structure chats and the code the model was trained on."
+)
+special_rows = pd.DataFrame({"id": list(summary.specials), "token": list(summary.specials.values())})
+roles = {
+    "<|im_start|>": "starts a chat turn; the role (system, user, assistant) follows",
+    "<|im_end|>": "ends a chat turn",
+    "<|endoftext|>": "separates documents in the training data",
+}
+special_rows["role"] = [
+    roles.get(t, "marks structure in the code and notebook training data")
+    + ("; it is the end-of-sequence token: generation stops here" if t == lm.info.eos_token else "")
+    for t in special_rows["token"]
+]
+with st.expander(f"The {len(summary.specials)} control tokens", icon=":material/key:"):
+    st.dataframe(special_rows, hide_index=True, width="stretch")
+    st.caption("A one-message chat, laid out with them exactly as the model reads it:")
+    st.code(lm.chat_prompt([{"role": "user", "content": "Hi"}]), language=None, wrap_lines=True)
+
+look_id, look_text = st.columns(2)
+with look_id:
+    token_id = st.number_input(
+        "Look up a token id",
+        min_value=0,
+        max_value=lm.vocab_size - 1,
+        value=7042,
+        step=1,
+        key="tok_id",
+        bind="query-params",
+    )
+    info = tok.token_info(lm, int(token_id))
+    st.markdown(
+        f"Id **{info.token_id:,}** is `{info.text!r}`"
+        + (" (a control token)" if info.special else "")
+        + f"  \nStored as `{info.raw}` · bytes `{info.hex_bytes}`"
+    )
+with look_text:
+    query = st.text_input("…or find the id of a text", value="Paris", key="tok_find", max_chars=60, bind="query-params")
+    query, _ = clean_text(query, limit=60)
+    if not query:
+        st.caption("Type a word, e.g. Paris, to find its id.")
+    else:
+        found = tok.lookup_text(lm, query)
+        if found.token_id is not None:
+            st.markdown(f"`{query!r}` is **one token**: id **{found.token_id:,}**.")
+        else:
+            st.markdown(
+                f"`{query!r}` is not one token; it splits into {len(found.pieces)}: "
+                + " + ".join(f"`{p.text!r}` ({p.token_id})" for p in found.pieces)
+            )
+        forms = [f"`{v!r}` → {i:,}" if i is not None else f"`{v!r}` → not one token" for v, i in found.variants.items()]
+        st.caption("Other spellings: " + " · ".join(forms))
+
+lo, hi = tok.middle_half(summary.byte_length_counts)
+st.markdown(
+    f"**How long are the vocabulary's pieces?** Half of the entries are {lo} to {hi} bytes long: word pieces and "
+    "short words, not whole sentences."
+)
+show_chart(tv.byte_length_figure(summary.byte_length_counts), key="tok_lengths")
+longest = pd.DataFrame(
+    {
+        "id": [i for i, _ in summary.longest],
+        "entry (· = space, ↵ = new line)": [t.translate(tv.MARKERS) for _, t in summary.longest],
+        "bytes": [len(t.encode("utf-8")) for _, t in summary.longest],
+    }
+)
+with st.expander("The longest entries", icon=":material/straighten:"):
+    st.dataframe(longest, hide_index=True, width="stretch")

@@ -1,0 +1,157 @@
+"""AppTest: the embeddings page on the real model (vector, neighbours, word map, analogies, meaning in context)."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pytest
+
+from components.model import load_model
+from engine import embeddings as emb
+from tests.conftest import app_page, assert_no_exception, chart_specs
+
+
+def chart(at, key_type: str, nth: int = 0) -> dict:
+    """The ``nth`` chart whose first trace has plotly type ``key_type``."""
+    return [s for s in chart_specs(at) if s["data"][0]["type"] == key_type][nth]
+
+
+def arr(value) -> np.ndarray:
+    """A plotly JSON array: a plain list, or plotly's typed-array form ``{"dtype", "bdata", "shape"}``."""
+    if isinstance(value, dict) and "bdata" in value:
+        out = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        shape = value.get("shape")
+        return out.reshape([int(n) for n in str(shape).split(",")]) if shape else out
+    return np.asarray(value)
+
+
+def captions(at) -> str:
+    return "\n".join(c.value for c in at.caption)
+
+
+@pytest.fixture(scope="module")
+def default_page():
+    at = app_page("embeddings")
+    assert_no_exception(at)
+    return at
+
+
+def test_vector_strip_is_the_real_table_row(default_page, real_lm):
+    at = default_page
+    metric = {m.label: m.value for m in at.metric}
+    assert metric["Rows (vocabulary)"] == "49,152" and metric["Dimensions per token"] == "576"
+    assert metric["Shared with the output layer"] == "yes"
+    strip = chart(at, "heatmap", 0)["data"][0]
+    row = emb.embedding_matrix(real_lm)[real_lm.encode(" king")[0]]
+    z = arr(strip["z"])
+    assert z.shape == (1, 576)
+    assert z[0] == pytest.approx(row.numpy(), abs=1e-6)
+    bars = chart(at, "bar", 0)["data"][0]
+    assert "' queen'" in bars["y"] and "' king'" not in bars["y"]
+    x = list(arr(bars["x"]))
+    assert x == sorted(x, reverse=True) and len(x) == 10
+
+
+def test_word_list_heatmap_projection_and_multi_token_word(default_page):
+    at = default_page
+    heat = chart(at, "heatmap", 1)["data"][0]
+    z = arr(heat["z"])
+    assert z.shape == (20, 20) and np.allclose(np.diag(z), 1, atol=1e-5)
+    assert "skateboard (2 tokens)" in heat["x"]
+    i, j = heat["x"].index("puppy"), heat["x"].index("kitten")
+    car = heat["x"].index("car")
+    assert z[i, j] > z[i, car] + 0.3  # puppy is much closer to kitten than to car
+    assert "skateboard = ' skate' + 'board'" in captions(at)
+    scatter = chart(at, "scatter", 0)["data"]
+    assert sum(len(arr(t["x"])) for t in scatter) == 20
+    assert "of the spread" in captions(at)
+
+
+def test_analogy_default_is_queen(default_page):
+    at = default_page
+    assert any("**Good.** 'queen' is the top answer" in s.value for s in at.success)
+    bars = chart(at, "bar", 1)["data"][0]
+    assert bars["y"][0] == "' queen'"
+    assert not {"king", "man", "woman"} & {y.strip("'\u200b ").lower() for y in bars["y"]}
+
+
+def test_contextual_default_separates_meanings(default_page):
+    at = default_page
+    lines = {t["name"]: arr(t["y"]) for t in chart(at, "scatter", 1)["data"]}
+    assert set(lines) == {"within A", "within B", "across A and B"}
+    assert lines["across A and B"][0] == pytest.approx(1.0, abs=1e-5)  # layer 0: the same table row
+    assert lines["within A"][20] > lines["across A and B"][20]
+    assert "gap is largest at layer" in captions(at)
+
+
+def test_multi_token_word_is_explained_not_cut(real_lm):
+    at = app_page("embeddings", query={"emb_word": "unbelievably"})
+    assert_no_exception(at)
+    pieces = real_lm.encode(" unbelievably")
+    assert any(f"**{len(pieces)} tokens**" in w.value and "average" in w.value for w in at.warning)
+    strip = chart(at, "heatmap", 0)["data"][0]
+    z = arr(strip["z"])
+    assert z.shape == (len(pieces) + 1, 576) and strip["y"][-1] == "'average'"
+    rows = emb.embedding_matrix(real_lm)[pieces]
+    assert z[0] == pytest.approx(rows[0].numpy(), abs=1e-6)
+    assert z[-1] == pytest.approx(rows.mean(dim=0).numpy(), abs=1e-6)
+
+
+def test_empty_and_short_word_lists():
+    at = app_page("embeddings")
+    at.text_area(key="emb_words").set_value(" , ,\n").run()
+    assert_no_exception(at)
+    assert any("Type at least two words" in i.value for i in at.info)
+    at.text_area(key="emb_words").set_value("cat").run()
+    assert any("Only one word ('cat')" in i.value for i in at.info)
+    at.text_area(key="emb_words").set_value("cat, dog, car").run()
+    at.segmented_control(key="emb_proj").set_value("t-SNE").run()
+    assert_no_exception(at)
+    assert any("t-SNE needs at least 5 points" in w.value for w in at.warning)
+    at.slider(key="emb_more").set_value(3).run()  # 3 words + 3 neighbours each: enough for t-SNE
+    assert_no_exception(at)
+    scatter = chart(at, "scatter", 0)["data"]
+    assert [len(arr(t["x"])) for t in scatter] == [3, 9]  # your words, then 3 neighbours of each
+
+
+def test_hostile_words_are_escaped_and_empty_inputs_explained():
+    at = app_page("embeddings")
+    at.text_area(key="emb_words").set_value("<b>cat</b>\x00, <script>alert(1)</script>, dog").run()
+    assert_no_exception(at)
+    heat = chart(at, "heatmap", 1)["data"][0]
+    assert all("<" not in x for x in heat["x"]) and any("&lt;b&gt;" in x for x in heat["x"])
+    at.text_input(key="emb_word").set_value("   ").run()
+    at.text_input(key="emb_a").set_value("").run()
+    at.text_input(key="emb_cword").set_value("zebra").run()
+    assert_no_exception(at)
+    assert any("Type a word to see its vector" in i.value for i in at.info)
+    assert any("Fill in a, b and c" in i.value for i in at.info)
+    assert any("At least two sentences must contain 'zebra'" in w.value for w in at.warning)
+
+
+def test_poor_analogy_is_called_poor():
+    at = app_page("embeddings", query={"emb_a": "Paris", "emb_b": "France", "emb_c": "Italy", "emb_expect": "Rome"})
+    assert_no_exception(at)
+    assert any("**Poor.**" in e.value and "the analogy failed" in e.value for e in at.error)
+
+
+def test_layer_slider_does_not_rerun_the_model():
+    at = app_page("embeddings")
+    lm = load_model("smollm2-135m-instruct")
+    before = lm.stats.forward_calls
+    first = chart(at, "heatmap", 2)
+    at.slider(key="emb_layer").set_value(25).run()
+    assert_no_exception(at)
+    assert lm.stats.forward_calls == before
+    moved = chart(at, "heatmap", 2)
+    assert moved["layout"]["title"]["text"] == "Cosine at layer 25"
+    assert not np.allclose(arr(moved["data"][0]["z"]), arr(first["data"][0]["z"]))
+    lines = chart(at, "scatter", 1)
+    assert lines["layout"]["shapes"][0]["x0"] == 25
+
+
+def test_sentence_starting_with_the_word_is_skipped_with_a_reason():
+    at = app_page("embeddings", query={"emb_ctx_b": "Bank robbers fled.\nThe bank approved her loan."})
+    assert_no_exception(at)
+    assert "Skipped “Bank robbers fled.”: the word is the first token" in captions(at)

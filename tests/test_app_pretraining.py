@@ -1,0 +1,80 @@
+"""AppTest: the pretraining page (surprise view, baselines, one gradient step)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from components.model import load_model
+from engine.scoring import score_text
+from tests.conftest import app_page, assert_no_exception, chart_specs
+
+
+def _metric(at, label):
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def _html(at):
+    return " ".join(h.proto.body for h in at.get("html"))
+
+
+@pytest.fixture(scope="module")
+def page():
+    return app_page("pretraining", query={"pt_text": "The capital of France is Paris."})
+
+
+def test_scores_match_the_engine_and_baselines_are_ordered(page, real_lm):
+    assert_no_exception(page)
+    expected = score_text(real_lm, "The capital of France is Paris.")
+    assert _metric(page, "Tokens scored") == str(len(expected.tokens))
+    assert _metric(page, "Perplexity") == f"{expected.perplexity:,.1f}"
+    assert _metric(page, "Average loss") == f"{expected.mean_loss:.2f} nats"
+    specs = chart_specs(page)
+    token_bars = specs[0]["data"][0]
+    assert len(token_bars["y"]) == len(expected.tokens)
+    assert token_bars["y"] == pytest.approx([t.loss for t in expected.tokens], abs=1e-6)
+    baselines = specs[1]["data"][0]["y"]
+    assert baselines[0] == pytest.approx(expected.mean_loss, abs=1e-6)
+    assert baselines[0] < baselines[1] < baselines[2]  # natural < shuffled < random tokens
+    assert "Paris" in _html(page) and "rank" in _html(page)  # surprise chips with hover details
+
+
+def test_learning_rate_slider_does_not_rerun_the_model(page):
+    lm = load_model("smollm2-135m-instruct")
+    before_loss = _metric(page, "Loss before")
+    after_default = _metric(page, "Loss after one step")
+    calls = lm.stats.forward_calls
+    page.select_slider(key="pt_lr").set_value(3.0).run()
+    assert_no_exception(page)
+    assert lm.stats.forward_calls == calls
+    assert _metric(page, "Loss before") == before_loss
+    after_big = _metric(page, "Loss after one step")
+    assert float(after_big) > float(before_loss) > float(after_default)  # overshoot vs a helpful step
+    sweep = next(s for s in chart_specs(page) if s["data"][0]["type"] == "scatter")["data"][0]
+    assert sweep["x"] == [0.01, 0.03, 0.1, 0.3, 1.0, 3.0]
+    assert min(sweep["y"]) < float(before_loss) < max(sweep["y"])
+
+
+def test_hostile_empty_and_long_inputs():
+    at = app_page("pretraining", query={"pt_text": "<script>alert(1)</script>\u0000 😀 <b>x</b>", "pt_lr": "banana",
+                                          "pt_seed": "-5"})
+    assert_no_exception(at)
+    html = _html(at)
+    assert "<script" not in html and "<b>" not in html
+    assert "&lt;" in html and "alert" in html  # the payload is shown as text, token by token
+    assert any("Control characters" in c.value for c in at.caption)
+    assert at.select_slider(key="pt_lr").value == 0.1  # invalid URL value → default
+    at.text_area(key="pt_text").set_value("   ").run()
+    at.text_area(key="pt_step").set_value("word " * 20000).run()
+    assert_no_exception(at)
+    assert any("Type some text" in i.value for i in at.info)
+    assert any("keep it under" in w.value for w in at.warning)
+
+
+def test_shuffle_seed_changes_the_shuffled_text(page):
+    a = chart_specs(page)[1]["data"][0]["y"][1]
+    page.number_input(key="pt_seed").set_value(7).run()
+    assert_no_exception(page)
+    b = chart_specs(page)[1]["data"][0]["y"][1]
+    assert a != b and math.isfinite(b)

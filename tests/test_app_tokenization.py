@@ -1,0 +1,126 @@
+"""AppTest: the tokenization page on the real tokenizer (chips, counts, examples, markers, lookups, bad input)."""
+
+from __future__ import annotations
+
+import re
+
+from engine import tokens as tok
+from tests.conftest import app_page, assert_no_exception, chart_specs
+
+
+def metrics(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def chips(at) -> str:
+    """The HTML of the token chips."""
+    bodies = [h.proto.body for h in at.get("html") if "llmx-chips" in h.proto.body]
+    assert bodies, "no token chips on the page"
+    return bodies[0]
+
+
+def chip_ids(at) -> list[int]:
+    return [int(x) for x in re.findall(r"text-align:center\">(\d+)</div>", chips(at))]
+
+
+def test_default_text_counts_and_chips_match_the_tokenizer(real_lm):
+    at = app_page("tokenization")
+    assert_no_exception(at)
+    text = tok.EXAMPLES[0].text
+    ids = real_lm.encode(text)
+    m = metrics(at)
+    assert m["Tokens"] == str(len(ids))
+    assert m["Characters"] == str(len(text))
+    assert m["Words"] == str(len(text.split()))
+    assert m["Characters per token"] == f"{len(text) / len(ids):.2f}"
+    assert chip_ids(at) == ids
+    assert m["Vocabulary size"] == "49,152" and m["Control tokens"] == "17" and m["Multi-digit entries"] == "0"
+    assert any("exactly the text you typed" in c.value for c in at.caption)
+
+
+def test_typing_updates_live_and_markers_toggle(real_lm):
+    at = app_page("tokenization")
+    at.text_input(key="tok_text").set_value("Hello world").run()
+    assert_no_exception(at)
+    assert chip_ids(at) == real_lm.encode("Hello world")
+    assert ">Hello<" in chips(at) and "> world<" in chips(at)
+    at.toggle(key="tok_markers").set_value(True).run()
+    assert ">Ġworld<" in chips(at)
+    assert any("**Ġ** = a space" in c.value for c in at.caption)
+
+
+def test_examples_fill_the_box_and_teach(real_lm):
+    at = app_page("tokenization")
+    at.pills(key="tok_example").set_value("Japanese").run()
+    assert_no_exception(at)
+    japanese = next(e for e in tok.EXAMPLES if e.name == "Japanese")
+    assert at.text_input(key="tok_text").value == japanese.text
+    assert metrics(at)["Tokens"] == str(len(real_lm.encode(japanese.text)))
+    assert "border:1px dashed" in chips(at)  # pieces of one character
+    assert any("pieces of one character" in c.value for c in at.caption)
+    assert any(japanese.lesson in i.value for i in at.info)
+    # The code example has new lines: the page switches to the multi-line box by itself.
+    at.pills(key="tok_example").set_value("Code").run()
+    assert_no_exception(at)
+    code = next(e for e in tok.EXAMPLES if e.name == "Code")
+    assert at.toggle(key="tok_multi").value is True
+    assert at.text_area(key="tok_area").value == code.text
+    assert chip_ids(at) == real_lm.encode(code.text)
+    # Special-token text becomes dark control-token chips.
+    at.pills(key="tok_example").set_value("Special tokens").run()
+    assert chips(at).count("background:#343a40") == 3
+
+
+def test_numbers_note_counts_digits():
+    at = app_page("tokenization", query={"tok_text": "Year 2024, price 1234"})
+    assert_no_exception(at)
+    assert any(
+        "8 digits in this text take 8 tokens" in c.value and "one digit at a time" in c.value for c in at.caption
+    )
+
+
+def test_empty_and_hostile_text():
+    at = app_page("tokenization")
+    at.text_input(key="tok_text").set_value("").run()
+    assert_no_exception(at)
+    assert any("Type some text" in i.value for i in at.info)
+    at.text_input(key="tok_text").set_value("<script>alert(1)</script>\x00 <img src=x onerror=alert(2)> 😀").run()
+    assert_no_exception(at)
+    assert any("Control characters" in c.value for c in at.caption)
+    html = chips(at)
+    assert "<script" not in html and "<img" not in html
+    assert "&lt;" in html and "&gt;" in html  # the angle brackets are shown as text, escaped
+    at.text_input(key="tok_text").set_value("word " * 30_000).run()  # 150k characters
+    assert_no_exception(at)
+    assert any("cut to its first 4,000 characters" in c.value for c in at.caption)
+    assert metrics(at)["Characters"] == "4,000"
+
+
+def test_language_comparison_chart_uses_live_counts(real_lm):
+    at = app_page("tokenization")
+    bars = next(s for s in chart_specs(at) if s["data"][0].get("orientation") == "h")["data"][0]
+    assert bars["y"][0] == "English"
+    assert bars["x"] == [len(real_lm.encode(text)) for _, text in tok.PARALLEL]
+    assert max(bars["x"]) > 2 * bars["x"][0]
+
+
+def test_lookups_by_id_and_by_text(real_lm):
+    at = app_page("tokenization", query={"tok_id": "2", "tok_find": "unbelievably"})
+    assert_no_exception(at)
+    text = " ".join(m.value for m in at.markdown)
+    assert "Id **2** is `'<|im_end|>'` (a control token)" in text
+    pieces = real_lm.encode("unbelievably")
+    assert f"splits into {len(pieces)}" in text
+    at.number_input(key="tok_id").set_value(real_lm.encode(" Paris")[0]).run()
+    at.text_input(key="tok_find").set_value(" Paris").run()
+    text = " ".join(m.value for m in at.markdown)
+    assert "is `' Paris'`" in text and "bytes `20 50 61 72 69 73`" in text
+    assert f"is **one token**: id **{real_lm.encode(' Paris')[0]:,}**" in text
+
+
+def test_invalid_url_values_fall_back_to_defaults():
+    for bad in ("abc", "999999", "-3"):
+        at = app_page("tokenization", query={"tok_id": bad, "tok_multi": "maybe"})
+        assert_no_exception(at)
+        assert at.number_input(key="tok_id").value == 7042
+        assert at.toggle(key="tok_multi").value is False

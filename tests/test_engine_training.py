@@ -1,0 +1,215 @@
+"""Engine: loss and perplexity against a manual computation, the one-step demo, LoRA fine-tuning, the busy lock."""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from engine import training
+from engine.scoring import random_token_ids, score_completion, score_ids, score_text, shuffled_words
+from engine.training import (
+    FINE_TUNE_LOCK,
+    BusyError,
+    adapted_logits,
+    exclusive_fine_tune,
+    gradient_step,
+    new_adapter,
+    run_fine_tune,
+    train_steps,
+    weights_fingerprint,
+)
+
+
+def _manual_losses(lm, ids):
+    """−log p(ids[t+1] | ids[:t+1]) from the raw HF model, with no engine code in between."""
+    with torch.no_grad():
+        logits = lm.model(input_ids=torch.tensor([ids])).logits[0].double()  # [T, V]
+    logp = logits.log_softmax(-1)
+    return [-float(logp[t, ids[t + 1]]) for t in range(len(ids) - 1)]
+
+
+# ------------------------------------------------------------------------------------------------ loss & perplexity
+def test_loss_and_perplexity_match_manual_computation(tiny_lm):
+    text = "The quick brown fox jumps over the lazy dog."
+    ids = [tiny_lm.info.bos_token_id] + tiny_lm.encode(text)
+    manual = _manual_losses(tiny_lm, ids)
+    score = score_text(tiny_lm, text)
+    assert len(score.tokens) == len(ids) - 1
+    for tok, m in zip(score.tokens, manual):
+        assert tok.loss == pytest.approx(m, abs=1e-4)
+    mean = sum(manual) / len(manual)
+    assert score.mean_loss == pytest.approx(mean, abs=1e-4)
+    assert score.perplexity == pytest.approx(math.exp(mean), rel=1e-4)
+    # The training loss (what the optimiser minimises) is the same number as the page's average loss.
+    with torch.no_grad():
+        logits = tiny_lm.model(input_ids=torch.tensor([ids])).logits[0]
+    assert float(training.next_token_loss(logits, ids)) == pytest.approx(mean, abs=1e-4)
+
+
+def test_real_model_perplexity_matches_manual_and_prefers_natural_text(real_lm):
+    text = "The capital of France is Paris."
+    ids = [real_lm.info.bos_token_id] + real_lm.encode(text)
+    manual = _manual_losses(real_lm, ids)
+    score = score_text(real_lm, text)
+    assert score.perplexity == pytest.approx(math.exp(sum(manual) / len(manual)), rel=1e-4)
+    shuffled = score_text(real_lm, shuffled_words(text, 0))
+    rand = score_ids(real_lm, ids[:1] + random_token_ids(real_lm, len(ids) - 1, 0))
+    assert score.perplexity < shuffled.perplexity < rand.perplexity
+
+
+def test_score_completion_scores_only_the_answer(tiny_lm):
+    prompt, answer = tiny_lm.encode("Question: hi"), tiny_lm.encode(" Answer: hello there")
+    full = _manual_losses(tiny_lm, prompt + answer)
+    sc = score_completion(tiny_lm, prompt, answer)
+    assert [t.token_id for t in sc.tokens] == answer
+    assert sc.total_logprob == pytest.approx(-sum(full[len(prompt) - 1 :]), abs=1e-4)
+    with pytest.raises(ValueError):
+        score_completion(tiny_lm, [], answer)
+
+
+def test_shuffle_keeps_words_and_random_tokens_are_plain(real_lm):
+    text = "one two three four five six"
+    s = shuffled_words(text, 3)
+    assert sorted(s.split()) == sorted(text.split()) and s != text
+    assert shuffled_words(text, 3) == s  # deterministic
+    assert shuffled_words("same same", 1) == "same same"
+    ids = random_token_ids(real_lm, 50, 7)
+    assert len(ids) == 50 and ids == random_token_ids(real_lm, 50, 7)
+    assert not any(real_lm.is_special(i) for i in ids)
+
+
+# ------------------------------------------------------------------------------------------------ one gradient step
+def test_gradient_step_matches_a_real_sgd_step_on_a_copy(tiny_lm):
+    ids = [tiny_lm.info.bos_token_id] + tiny_lm.encode("Hello world, this is a test.")
+    before = weights_fingerprint(tiny_lm)
+    gs = gradient_step(tiny_lm, ids, learning_rates=(0.5,), layers=1)
+    assert weights_fingerprint(tiny_lm) == before
+    assert all(p.grad is None for p in tiny_lm.model.parameters())
+    # Reference: a deep copy of the model, ordinary backward(), weights stepped in place.
+    ref = copy.deepcopy(tiny_lm.model)
+    x = torch.tensor([ids])
+    loss = F.cross_entropy(ref(input_ids=x).logits[0, :-1], x[0, 1:])
+    loss.backward()
+    w = dict(ref.named_parameters())[training.target_names(tiny_lm, 1)[0]]
+    assert gs.loss_before == pytest.approx(loss.item(), abs=1e-4)
+    assert gs.grad_norm == pytest.approx(float(w.grad.norm()), rel=1e-4)
+    with torch.no_grad():
+        w -= 0.5 * w.grad
+        after = F.cross_entropy(ref(input_ids=x).logits[0, :-1], x[0, 1:])
+    assert gs.loss_after[0] == pytest.approx(float(after), abs=1e-4)
+    assert gs.num_params == w.numel()
+
+
+def test_gradient_step_small_lr_helps_and_huge_lr_overshoots(real_lm):
+    ids = [real_lm.info.bos_token_id] + real_lm.encode("The Eiffel Tower is in Paris, the capital of France.")
+    gs = gradient_step(real_lm, ids, learning_rates=(0.03, 30.0))
+    assert gs.loss_after[0] < gs.loss_before < gs.loss_after[1]
+    assert len(gs.token_loss_after[0]) == len(ids) - 1
+
+
+def test_gradient_step_rejects_bad_lengths(tiny_lm):
+    with pytest.raises(ValueError):
+        gradient_step(tiny_lm, [5])
+    with pytest.raises(ValueError):
+        gradient_step(tiny_lm, [5] * (training.MAX_TRAIN_TOKENS + 1))
+
+
+# ------------------------------------------------------------------------------------------------ LoRA fine-tuning
+def test_fresh_adapter_changes_nothing(tiny_lm):
+    ids = tiny_lm.encode("Our class mascot is a")
+    ad = new_adapter(tiny_lm, layers=2)
+    torch.testing.assert_close(adapted_logits(tiny_lm, ad, ids), tiny_lm.forward(ids).logits, rtol=0, atol=1e-5)
+
+
+def test_fine_tune_learns_the_fact_and_leaves_shared_weights_bit_identical(real_lm):
+    fact = real_lm.encode("Our class mascot is a purple owl.")
+    probe = real_lm.encode("Our class mascot is a")
+    purple = real_lm.encode(" purple")[0]
+    snapshot = {n: p.detach().clone() for n, p in real_lm.model.named_parameters()}
+    fingerprint = weights_fingerprint(real_lm)
+    p_before = float(real_lm.next_token_probs(probe)[purple])
+
+    adapter = new_adapter(real_lm)
+    steps = run_fine_tune(real_lm, adapter, fact, steps=20, lr=3e-3)
+    assert [s.step for s in steps] == list(range(1, 21))
+    assert steps[-1].loss < 0.5 * steps[0].loss  # the loss on its text falls
+    after_ft = torch.softmax(adapted_logits(real_lm, adapter, probe)[-1].double(), -1)
+    assert float(after_ft[purple]) > 100 * p_before and float(after_ft[purple]) > 0.3
+
+    # The shared model is untouched: bit-identical weights, no gradients left on it, same predictions.
+    assert weights_fingerprint(real_lm) == fingerprint
+    for name, p in real_lm.model.named_parameters():
+        assert torch.equal(p, snapshot[name]), name
+        assert p.grad is None
+    assert float(real_lm.next_token_probs(probe)[purple]) == pytest.approx(p_before, rel=1e-6)
+    assert adapter.num_params == 4 * 4 * (576 + 1536)  # 4 layers, rank 4, A [4,1536] + B [576,4]
+
+
+def test_training_text_is_bounded(tiny_lm):
+    ad = new_adapter(tiny_lm)
+    with pytest.raises(ValueError):
+        next(train_steps(tiny_lm, ad, [5], 3))
+    with pytest.raises(ValueError):
+        next(train_steps(tiny_lm, ad, [5] * (training.MAX_TRAIN_TOKENS + 1), 3))
+    ids = tiny_lm.encode("a b c d")
+    assert len(list(train_steps(tiny_lm, ad, ids, steps=10_000))) == training.MAX_TRAIN_STEPS
+
+
+def test_other_sessions_see_the_original_model_while_training(tiny_lm):
+    ids = tiny_lm.encode("Hello there, general")
+    reference = tiny_lm.forward(ids).logits.clone()
+    adapter = new_adapter(tiny_lm)
+    done = threading.Event()
+
+    def train():
+        try:
+            list(train_steps(tiny_lm, adapter, ids, steps=30, lr=0.05))
+        finally:
+            done.set()
+
+    t = threading.Thread(target=train)
+    t.start()
+    seen = 0
+    while not done.is_set() or seen == 0:
+        assert torch.equal(tiny_lm.forward(ids).logits, reference)
+        seen += 1
+    t.join()
+    assert not torch.allclose(adapted_logits(tiny_lm, adapter, ids), reference)  # the adapter did learn
+
+
+# ------------------------------------------------------------------------------------------------ busy lock
+def test_only_one_fine_tune_at_a_time(tiny_lm):
+    ids = tiny_lm.encode("a b c d")
+    with exclusive_fine_tune():
+        assert FINE_TUNE_LOCK.locked()
+        with pytest.raises(BusyError, match="Another fine-tune"):
+            with exclusive_fine_tune():
+                pass
+        # Another thread (another session) is refused at once, not queued.
+        errors = []
+        t = threading.Thread(target=lambda: _try(errors, tiny_lm, ids))
+        t.start()
+        t.join(timeout=10)
+        assert not t.is_alive() and errors == ["busy"]
+    assert not FINE_TUNE_LOCK.locked()
+    run_fine_tune(tiny_lm, new_adapter(tiny_lm), ids, steps=1)  # free again
+    assert not FINE_TUNE_LOCK.locked()
+
+
+def _try(errors, lm, ids):
+    try:
+        run_fine_tune(lm, new_adapter(lm), ids, steps=1)
+        errors.append("ran")
+    except BusyError:
+        errors.append("busy")
+
+
+def test_lock_is_released_when_training_fails(tiny_lm):
+    with pytest.raises(ValueError):
+        run_fine_tune(tiny_lm, new_adapter(tiny_lm), [5], steps=2)
+    assert not FINE_TUNE_LOCK.locked()
