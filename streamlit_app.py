@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from components.model import sidebar_model_card
-from components.nav import build_navigation, guided_path_footer
+from components.nav import build_navigation, guided_path_footer, mark_frame_ran
 from components.ui import PRESENT_KEY, apply_presentation_css, share_link_box
 
 st.set_page_config(page_title="LLM Explainer", page_icon=str(Path(__file__).parent / "static" / "favicon.png"), layout="wide")
@@ -25,6 +25,7 @@ with st.sidebar:
 apply_presentation_css()
 sidebar_model_card()
 
+mark_frame_ran()
 page.run()
 guided_path_footer(page.url_path or "home", by_stem)
 share_link_box()

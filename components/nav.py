@@ -113,3 +113,27 @@ def guided_path_footer(stem: str, by_stem: dict[str, object]) -> None:
         middle.caption(f"Step {position} of {len(pages)}")
     if next_page is not None:
         right.page_link(by_stem[next_page.stem], label=f"Next: {next_page.title}", icon=":material/arrow_forward:")
+
+
+FRAME_FLAG = "_llmx_frame"
+
+
+def mark_frame_ran() -> None:
+    """Called by the entry script before it runs a page."""
+    st.session_state[FRAME_FLAG] = True
+
+
+def ensure_frame() -> None:
+    """Make sure a page runs inside the app's frame (navigation, sidebar, guided path).
+
+    With a ``pages/`` folder next to the entry, Streamlit 1.67 runs the first session after a server start in its old
+    "pages directory" mode: a deep link such as ``/tokenization`` then executes ``pages/tokenization.py`` alone,
+    without ``streamlit_app.py``. Every page calls this first; in that one case it switches the old mode off (as
+    ``st.navigation`` itself does) and reruns, so the entry script runs and shows the same page in its frame.
+    """
+    if st.session_state.get(FRAME_FLAG):
+        return
+    from streamlit.runtime.pages_manager import PagesManager
+
+    PagesManager.uses_pages_directory = False
+    st.rerun()

@@ -8,6 +8,7 @@ import streamlit as st
 
 from components import embedding_views as ev
 from components.model import require_lm, selected_key
+from components.nav import ensure_frame
 from components.ui import clean_text, csv_download, show_chart
 from engine import embeddings as emb
 
@@ -36,6 +37,7 @@ def cleaned(text: str | None, limit: int) -> str:
     return " ".join(clean_text(text, limit=limit)[0].split())
 
 
+ensure_frame()
 st.title("Embeddings")
 st.markdown(
     "> **Embedding**: turning tokens into numerical vectors.\n\n"
@@ -115,6 +117,18 @@ else:
         "own token(s) left out. Expect other spellings (capitalised, plural, no leading space) near the top: the "
         "model learned that they are used alike."
         + (" With an averaged multi-token vector the neighbours are often poor." if wv.n_tokens > 1 else "")
+    )
+    csv_download(
+        pd.DataFrame(
+            {
+                "rank": [n.rank for n in near],
+                "id": [n.token_id for n in near],
+                "token": [n.text for n in near],
+                "cosine": [round(n.cosine, 4) for n in near],
+            }
+        ),
+        "nearest_neighbours.csv",
+        key="emb_near_csv",
     )
 
 # ------------------------------------------------------------------------------------------------ word list
@@ -280,6 +294,8 @@ else:
             )
         else:
             st.caption("Give sentences for both meanings to compare same-meaning and different-meaning pairs.")
+        per_layer = pd.DataFrame({"layer": list(range(ctx.layers))} | {n: np.round(v, 4) for n, v in curves.items()})
+        csv_download(per_layer, "similarity_per_layer.csv", key="emb_layers_csv")
         h1, h2 = st.columns(2)
         names = [f"{i + 1} · {'AB'[s.group]}" for i, s in enumerate(ctx.sentences)]
         texts = [safe(f"{i + 1}. {s.text}") for i, s in enumerate(ctx.sentences)]

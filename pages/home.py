@@ -6,10 +6,11 @@ from components.charts import probability_bars
 from components.compute import next_token_probs
 from components.landscape import hierarchy_figure
 from components.model import require_lm
-from components.nav import PAGES, available_pages
+from components.nav import PAGES, available_pages, ensure_frame
 from components.ui import empty_text_notice, illustration_note, prompt_input, show_chart
 from engine.predict import top_candidates
 
+ensure_frame()
 st.title("LLM Explainer")
 st.markdown(
     "How do large language models and generative AI work? Each page takes one idea from the post "

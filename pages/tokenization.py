@@ -5,6 +5,7 @@ import streamlit as st
 
 from components import token_views as tv
 from components.model import require_lm, selected_key
+from components.nav import ensure_frame
 from components.ui import clean_text, csv_download, show_chart
 from engine import tokens as tok
 
@@ -12,6 +13,7 @@ TEXT_KEY, AREA_KEY, MULTI_KEY, EXAMPLE_KEY = "tok_text", "tok_area", "tok_multi"
 EXAMPLES = {e.name: e for e in tok.EXAMPLES}
 DEFAULT_TEXT = tok.EXAMPLES[0].text
 
+ensure_frame()
 st.title("Tokenization")
 st.markdown(
     "> **Tokenization**: splitting text into smaller pieces (tokens) that the model can process.\n\n"

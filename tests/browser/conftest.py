@@ -134,8 +134,10 @@ def page(browser, app_server):
 
 
 def wait_for_app(page, text: str, timeout_ms: int = 120_000) -> None:
-    """Wait until ``text`` is visible and Streamlit has finished running the script."""
-    page.get_by_text(text, exact=False).first.wait_for(state="visible", timeout=timeout_ms)
+    """Wait until ``text`` is visible in the main area and Streamlit has finished running the script."""
+    page.locator('[data-testid="stMain"]').get_by_text(text, exact=False).first.wait_for(
+        state="visible", timeout=timeout_ms
+    )
     page.wait_for_function(
         "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms
     )

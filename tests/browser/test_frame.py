@@ -36,6 +36,11 @@ def test_deep_link_on_fresh_server_has_no_page_not_found_modal(browser):
         wait_for_app(rp.page, target.title)
         rp.page.wait_for_timeout(1500)  # the modal, when it happens, appears right after the first render
         _assert_clean(rp)
+        # the page runs inside the app's frame: sidebar navigation with human labels, and the guided-path footer
+        rp.page.get_by_text("Presentation mode").first.wait_for(timeout=30_000)
+        assert rp.page.get_by_text("Step ").count() >= 1, "the guided-path footer is missing"
+        nav = rp.page.locator('[data-testid="stSidebarNav"]').inner_text()
+        assert "Home" in nav and "streamlit app" not in nav.lower()
         assert rp.page.url.rstrip("/").endswith(target.stem if target.stem != "home" else "")
         full_screenshot(rp.page, SCREENSHOTS / f"deeplink-{target.stem}.png")
         rp.page.context.close()
