@@ -128,7 +128,11 @@ class LanguageModel:
         self._model_lock = threading.RLock()
         self._fast_lock = threading.Lock()
         self._fast_decoder = None
-        self._special_ids = frozenset(int(i) for i in tokenizer.all_special_ids)
+        # Every control token: the named ones (bos/eos/unk) and the added ones marked special (<file_sep>, …).
+        added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+        self._special_ids = frozenset(int(i) for i in tokenizer.all_special_ids) | frozenset(
+            int(i) for i, tok in added.items() if getattr(tok, "special", False)
+        )
         cfg = model.config
         self.info = ModelInfo(
             name=spec.label,
@@ -206,9 +210,8 @@ class LanguageModel:
         return int(token_id) in self._special_ids
 
     def special_tokens(self) -> dict[str, int]:
-        """Special token text → id."""
-        with self._tok_lock:
-            return {t: int(i) for t, i in zip(self.tokenizer.all_special_tokens, self.tokenizer.all_special_ids)}
+        """Special (control) token text → id, sorted by id."""
+        return {self.raw_token(i): i for i in sorted(self._special_ids)}
 
     def token_id(self, token: str) -> int | None:
         """Id of an exact vocabulary entry (raw form, e.g. ``"ĠParis"``), or ``None``."""

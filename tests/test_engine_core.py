@@ -189,3 +189,9 @@ def test_real_model_prefers_natural_text(real_lm):
     natural = score_text(real_lm, "The cat sat on the mat.")
     shuffled = score_text(real_lm, "mat the on sat cat The.")
     assert natural.perplexity < shuffled.perplexity
+
+
+def test_all_control_tokens_are_special(real_lm):
+    specials = real_lm.special_tokens()
+    assert len(specials) == 17 and specials["<|im_end|>"] == 2 and specials["<file_sep>"] == 5
+    assert real_lm.is_special(13) and not real_lm.is_special(real_lm.encode(" Paris")[0])
