@@ -77,6 +77,19 @@ def generation(model_key: str, text: str, new_tokens: int) -> GeneratedAttention
     return generated_attention(lm, _ids_for(lm, text), max(1, min(int(new_tokens), MAX_GEN_TOKENS)))
 
 
+@st.cache_resource(show_spinner=False, max_entries=16)
+def bertviz_html(model_key: str, text: str, view: str, layers: tuple[int, ...], n_tokens: int, layer: int) -> str:
+    """bertviz head view (``view="head"``) or model view of the first ``n_tokens`` tokens, offline HTML (cached:
+    building the JSON for a long prompt takes a moment and the result is the same for every session)."""
+    from components.bertviz_offline import head_view_html, model_view_html
+
+    run = attention_run(model_key, text)
+    sub = run.attentions[:, :, :n_tokens, :n_tokens]  # causal: the first n tokens' weights are exact as they are
+    if view == "model":
+        return model_view_html(run.tokens[:n_tokens], sub, list(layers))
+    return head_view_html(run.tokens[:n_tokens], sub, list(layers), layer=layer)
+
+
 # ------------------------------------------------------------------------------------------------------ figures
 def axis_labels(tokens: Sequence[str], numbered: bool = True) -> list[str]:
     """Unique, readable axis labels: position and quoted token (spaces and newlines visible)."""
@@ -214,18 +227,19 @@ def lens_trajectory(lens: LensResult, token_text, position_index: int = -1) -> g
     p = lens.final_probs[:, position_index].double().numpy()
     ranks = lens.final_ranks[:, position_index].numpy()
     word = token_label(token_text(int(lens.final_ids[position_index])))
+    floor = 1e-20  # tinier values (often the embeddings row) are drawn at the floor; the hover gives the true value
     fig = go.Figure(
         go.Scatter(
             x=lens.layer_labels,
-            y=np.maximum(p, 1e-30),  # a log axis cannot show an exact 0
+            y=np.maximum(p, floor),
             mode="lines+markers",
             line=dict(color=ACCENT),
-            customdata=ranks,
-            hovertemplate="%{x}<br>p = %{y:.3g}, rank %{customdata:,}<extra></extra>",
+            customdata=np.stack([p, ranks], axis=-1),
+            hovertemplate="%{x}<br>p = %{customdata[0]:.3g}, rank %{customdata[1]:,}<extra></extra>",
         )
     )
     fig.update_layout(
-        title=f"Probability of the final answer {word} if the model stopped here",
+        title=f"Probability of the final answer {word} if the model stopped here (below 1e-20 drawn at the bottom)",
         yaxis=dict(type="log", title="probability (log scale)", exponentformat="power"),
         xaxis=dict(type="category", tickangle=-45),
         height=380,
@@ -281,17 +295,7 @@ def mask_patterns(real_avg: torch.Tensor, tokens: Sequence[str]) -> go.Figure:
     cross = np.ones((out_len, T))
     real = real_avg[:T, :T].double().numpy()
     real = np.where(np.triu(np.ones((T, T), dtype=bool), k=1), np.nan, real)
-    fig = make_subplots(
-        rows=1,
-        cols=4,
-        subplot_titles=(
-            "Encoder (BERT): every token sees all",
-            "Decoder (GPT): only earlier tokens",
-            "Encoder-decoder (T5): cross-attention",
-            "This model, measured (head average)",
-        ),
-        horizontal_spacing=0.04,
-    )
+    fig = make_subplots(rows=1, cols=4, horizontal_spacing=0.07)
     grey = [[0, "#e9ecef"], [1, "#4c6ef5"]]
     for col, z in ((1, enc), (2, dec)):
         fig.add_trace(go.Heatmap(z=z, x=toks, y=toks, colorscale=grey, zmin=0, zmax=1, showscale=False,
@@ -302,10 +306,14 @@ def mask_patterns(real_avg: torch.Tensor, tokens: Sequence[str]) -> go.Figure:
     fig.add_trace(go.Heatmap(z=real, x=toks, y=toks, colorscale=WEIGHT_SCALE, zmin=0, zmax=1, showscale=False,
                              hoverongaps=False,
                              hovertemplate="%{y} reads %{x}: %{z:.3f}<extra>measured</extra>"), 1, 4)
-    for i in range(1, 5):
-        fig.update_xaxes(type="category", showticklabels=False, title_text="keys", row=1, col=i)
+    titles = (
+        "<b>Encoder (BERT)</b><br>every token sees all",
+        "<b>Decoder (GPT)</b><br>only earlier tokens",
+        "<b>Encoder-decoder (T5)</b><br>cross-attention: output reads input",
+        "<b>This model, measured</b><br>average of all heads",
+    )
+    for i, title in enumerate(titles, start=1):
+        fig.update_xaxes(type="category", showticklabels=False, title_text=title, row=1, col=i)
         fig.update_yaxes(type="category", autorange="reversed", showticklabels=(i in (1, 3)), row=1, col=i)
-    fig.update_yaxes(title_text="queries", row=1, col=1)
-    fig.update_layout(height=340, margin=dict(t=60))
-    fig.update_annotations(font_size=12)
+    fig.update_layout(height=360, title="Who may attend to whom (rows read columns)")
     return fig

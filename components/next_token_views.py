@@ -25,6 +25,17 @@ CUT_K = "#e03131"  # removed by top-k
 CUT_P = "#f59f00"  # removed by top-p
 
 
+_MD_SPECIAL = set("\\`*_{}[]()<>#+-.!|~$:")
+
+
+def md_escape(text: str) -> str:
+    """Backslash-escape Markdown syntax in user- or model-derived text shown through ``st.markdown``-like labels.
+
+    Token texts such as ``'**'`` or a typed ``[link](…)`` must show as typed, not as formatting or a link.
+    """
+    return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in text)
+
+
 # ------------------------------------------------------------------------------------------------ cached model calls
 def encode_prompt(lm: LanguageModel, text: str) -> list[int]:
     """Token ids of a prompt, or a ``ValueError`` whose message is ready to show."""
@@ -136,6 +147,7 @@ def cut_figure(
     scaled: Sequence[float],
     final: Sequence[float],
     status: Sequence[str],
+    log_scale: bool = False,
 ) -> go.Figure:
     """Bars of softmax(logits / T) coloured by what top-k / top-p do to each token, plus the renormalised result.
 
@@ -144,6 +156,7 @@ def cut_figure(
         scaled: Probability after temperature, before the cuts.
         final: Probability actually sampled with (0 for cut tokens).
         status: Per token ``"kept"``, ``"top-k"`` (cut by top-k) or ``"top-p"`` (cut by top-p).
+        log_scale: Logarithmic probability axis, so the small cut bars stay visible.
     """
     labels = _labels(pieces)
     colours = {"kept": ACCENT, "top-k": CUT_K, "top-p": CUT_P}
@@ -172,7 +185,11 @@ def cut_figure(
     )
     fig.update_layout(
         xaxis=dict(type="category", categoryorder="array", categoryarray=labels, tickangle=-45),
-        yaxis=dict(title="probability", tickformat=".0%", rangemode="tozero"),
+        yaxis=(
+            dict(title="probability (log scale)", type="log", exponentformat="power")
+            if log_scale
+            else dict(title="probability", tickformat=".0%", rangemode="tozero")
+        ),
         legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0),
         barmode="overlay",
         height=380,

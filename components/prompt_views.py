@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from components.charts import ACCENT, HIGHLIGHT, MUTED
+from components.compute import _next_token_logits
 from components.model import load_model
 from engine import prompting
 from engine.lm import MAX_INPUT_TOKENS
@@ -49,10 +50,10 @@ def token_pieces(model_key: str, ids: tuple[int, ...]) -> tuple[str, ...]:
 @st.cache_resource(show_spinner="Scoring the labels…", max_entries=256)
 def label_scores(model_key: str, prompt: str, labels: tuple[str, ...]) -> list[prompting.LabelScore]:
     """p(label | prompt) for each label on the real model."""
-    lm = load_model(model_key)
-    if len(lm.encode(prompt)) > MAX_INPUT_TOKENS:
-        raise ValueError(f"The prompt is longer than {MAX_INPUT_TOKENS:,} tokens: shorten it.")
-    return prompting.label_probabilities(lm, prompt, labels)
+    # The next-token logits come from the shared cache of components.compute (the same forward pass that the
+    # next-token charts use), so scoring single-token labels costs no extra pass.
+    logits = _next_token_logits(model_key, prompt)  # raises ValueError past MAX_INPUT_TOKENS
+    return prompting.label_probabilities(load_model(model_key), prompt, labels, next_logits=logits)
 
 
 @st.cache_resource(show_spinner="Generating…", max_entries=256)

@@ -202,6 +202,7 @@ def baseline_figure(names: Sequence[str], scores: Sequence[TextScore], vocab_siz
 
 def step_sweep_figure(gs: GradientStep, chosen: int) -> go.Figure:
     """Loss after one step against the learning rate (log x), with the loss before as a line."""
+    ys = [v for v in [*gs.loss_after, gs.loss_before] if v > 0 and math.isfinite(v)] or [1.0]
     fig = go.Figure(
         go.Scatter(
             x=gs.learning_rates,
@@ -218,7 +219,11 @@ def step_sweep_figure(gs: GradientStep, chosen: int) -> go.Figure:
                   annotation_text=f"before: {gs.loss_before:.2f}", annotation_position="bottom right")
     fig.update_layout(
         xaxis=dict(type="log", title="learning rate (step size)"),
-        yaxis=dict(title="average loss after the step (nats)", type="log"),
+        yaxis=dict(
+            title="average loss after the step (nats, log scale)",
+            type="log",
+            range=[math.log10(max(1e-3, 0.8 * min(ys))), math.log10(1.25 * max(ys))],
+        ),
         height=340,
         showlegend=False,
     )

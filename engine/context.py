@@ -231,9 +231,9 @@ def sliding_window_scores(lm: LanguageModel, ids: Sequence[int], window: int, st
     """Score a text longer than ``window`` by sliding a window over it (the Hugging Face perplexity recipe).
 
     Windows end at ``stride``, ``2·stride``, … tokens; each pass scores only the tokens not scored before, so every
-    token is scored once, with up to ``window − 1`` tokens of context. ``stride == window`` cuts the text into
-    independent chunks (cheap, but a token at a chunk start sees nothing); a small stride gives every token a long
-    context at the price of more passes.
+    token is scored once, with up to ``window − 1`` tokens of context. ``stride == window`` cuts the text into chunks
+    (cheap, but a token at a chunk start sees only the one token before it); a small stride gives every token a long
+    context at the price of more passes. Tokens 1..T−1 are scored whatever the settings, so perplexities compare.
 
     Args:
         lm: The model.
@@ -257,8 +257,11 @@ def sliding_window_scores(lm: LanguageModel, ids: Sequence[int], window: int, st
     end = 0
     while scored_until < len(ids):
         end = min(len(ids), end + stride) if end else min(len(ids), window)
-        begin = max(0, end - window)
-        chunk = ids[begin:end]  # [W]
+        # Start early enough that the first new token has at least one token before it in the pass: with
+        # stride == window (plain chunking) a pass is window + 1 tokens and a chunk's first token is predicted from the
+        # last token of the previous chunk, so every method scores exactly the same tokens.
+        begin = max(0, min(end - window, scored_until - 1))
+        chunk = ids[begin:end]  # [W] (or [W + 1] when chunking)
         scores = score_logits(lm, chunk, lm.forward(chunk).logits).tokens  # scores chunk positions 1..W-1
         forwards += 1
         for s in scores:

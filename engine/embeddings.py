@@ -143,8 +143,16 @@ def project(vectors: torch.Tensor, method: str = "pca", dims: int = 2, seed: int
         from sklearn.manifold import TSNE
 
         perplexity = float(min(30.0, max(2.0, (n - 1) / 3)))
+        # Exact t-SNE is O(N²) but, for the few hundred points a page shows, several times faster than Barnes-Hut
+        # on 2 busy cores (measured: 120 points in 3D, 1.9 s exact vs 47 s Barnes-Hut).
         coords = TSNE(
-            n_components=dims, perplexity=perplexity, init="pca", random_state=seed, metric="cosine"
+            n_components=dims,
+            perplexity=perplexity,
+            init="pca",
+            random_state=seed,
+            metric="cosine",
+            method="exact" if n <= 500 else "barnes_hut",
+            max_iter=500,
         ).fit_transform(x.numpy())
         return Projection(coords=np.asarray(coords, dtype=float), method="tsne", explained=None)
     if n < 2:

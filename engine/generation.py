@@ -115,7 +115,7 @@ def sample_continuations(
     first_probs = None
     for step in range(new):
         # One distribution per active row (temperature, top-k, top-p), then one draw per row.
-        probs = torch.stack([sampling.filtered_distribution(row, temperature, top_k, top_p) for row in logits])
+        probs = sampling.filtered_distribution_batch(logits, temperature, top_k, top_p)  # [B, V]
         if first_probs is None:
             first_probs = probs[0].clone()  # [V]
         chosen = sampling.choose(probs, temperature, gen).tolist()  # [len(active)]

@@ -26,7 +26,8 @@ class LensResult:
         top_ids: ``[L+1, P, k]`` most likely next-token ids per layer and position.
         top_probs: ``[L+1, P, k]`` their probabilities (full-vocabulary softmax).
         final_ids: ``[P]`` the model's own top prediction at each position (last row of ``top_ids``).
-        final_probs: ``[L+1, P]`` probability each layer gives to that final prediction.
+        final_probs: ``[L+1, P]`` probability each layer gives to that final prediction (float64: early layers give
+            it values far below float32's range).
         final_ranks: ``[L+1, P]`` its rank (1 = top) at each layer.
     """
 
@@ -80,7 +81,7 @@ def logit_lens(
     n_rows = hs.shape[0]
     final_ids = _layer_logits(lm, hs[-1], already_normed=True).argmax(-1)  # [P] the model's own top prediction
     top_ids, top_probs = [], []
-    final_probs = torch.empty(n_rows, len(positions))
+    final_probs = torch.empty(n_rows, len(positions), dtype=torch.float64)
     final_ranks = torch.empty(n_rows, len(positions), dtype=torch.long)
     for layer in range(n_rows):
         logits = _layer_logits(lm, hs[layer], already_normed=layer == n_rows - 1)  # [P, V]
@@ -89,7 +90,7 @@ def logit_lens(
         top_ids.append(i)
         top_probs.append(p.float())
         chosen = probs.gather(-1, final_ids[:, None])  # [P, 1]
-        final_probs[layer] = chosen[:, 0].float()
+        final_probs[layer] = chosen[:, 0]
         final_ranks[layer] = (probs > chosen).sum(-1) + 1
     L = hs.shape[0] - 1
     return LensResult(

@@ -97,7 +97,9 @@ class LabelScore:
     n_tokens: int
 
 
-def label_probabilities(lm: LanguageModel, prompt: str, labels: Sequence[str]) -> list[LabelScore]:
+def label_probabilities(
+    lm: LanguageModel, prompt: str, labels: Sequence[str], next_logits: torch.Tensor | None = None
+) -> list[LabelScore]:
     """p(label | prompt) for each label, over the full vocabulary (multi-token labels: chain rule).
 
     Single-token labels share one forward pass over the prompt; a multi-token label costs one more pass.
@@ -106,6 +108,7 @@ def label_probabilities(lm: LanguageModel, prompt: str, labels: Sequence[str]) -
         lm: The model.
         prompt: The prompt text (non-empty).
         labels: Candidate continuations, each non-empty.
+        next_logits: The ``[V]`` next-token logits after ``prompt`` if already computed (saves one forward pass).
 
     Raises:
         ValueError: On an empty prompt, no labels, or a label with no tokens.
@@ -118,7 +121,9 @@ def label_probabilities(lm: LanguageModel, prompt: str, labels: Sequence[str]) -
     label_ids = [lm.encode(label) for label in labels]
     if any(not ids for ids in label_ids):
         raise ValueError("Every label needs at least one token.")
-    next_logp = torch.log_softmax(lm.forward(prompt_ids).logits[-1].double(), dim=-1)  # [V]
+    if next_logits is None:
+        next_logits = lm.forward(prompt_ids).logits[-1]
+    next_logp = torch.log_softmax(next_logits.double(), dim=-1)  # [V]
     probs = []
     for ids in label_ids:
         if len(ids) == 1:

@@ -393,4 +393,5 @@ _DIGITS = re.compile(r"\d+")
 def digit_runs(tok: Tokenization) -> tuple[int, int]:
     """(number of digit characters in the text, number of tokens that contain a digit)."""
     digits = sum(len(m) for m in _DIGITS.findall(tok.text))
-    return digits, sum(1 for p in tok.pieces if any(ch.isdigit() for ch in p.text))
+    # Byte pieces are shown as hex (⟨E8 A6⟩) and control tokens as names: neither holds a digit of the text.
+    return digits, sum(1 for p in tok.pieces if not (p.partial or p.special) and any(ch.isdigit() for ch in p.text))

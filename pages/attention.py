@@ -10,6 +10,7 @@ from components.attention_views import (
     MAX_GEN_TOKENS,
     attention_heatmap,
     attention_run,
+    bertviz_html,
     generated_heatmap,
     generation,
     head_grid,
@@ -23,10 +24,8 @@ from components.bertviz_offline import (
     MAX_CELLS,
     MAX_TOKENS,
     head_view_height,
-    head_view_html,
     layers_within_budget,
     model_view_height,
-    model_view_html,
 )
 from components.charts import token_label
 from components.model import require_lm, selected_key
@@ -135,9 +134,13 @@ show_chart(token_bars(bars, tokens, pos, f"{token_label(tokens[pos])} reading ea
 if pos == 0:
     st.caption("The first token can only see itself, so all its attention (1.0) goes there.")
 else:
+    sink_note = (
+        f" The largest share goes to the first token, {token_label(tokens[0])}: the attention sink (explained below)."
+        if int(bars.argmax()) == 0 else ""
+    )
     st.caption(
         f"Only positions 0–{pos} appear: tokens after {token_label(tokens[pos])} are masked. The bars sum to 1. "
-        "The grey bar is the token itself; orange is the largest."
+        "The grey bar is the token itself; orange is the largest." + sink_note
     )
 
 # ------------------------------------------------------------------------------------------------- bertviz
@@ -170,12 +173,11 @@ else:
                      "page light)")
     if notes:
         st.caption(":material/info: Showing " + "; ".join(notes) + ".")
-    sub = run.attentions[:, :, :bv_T, :bv_T]
+    # The head view opens on the layer picked above when it is included.
+    html = bertviz_html(key, text, view, tuple(bv_layers), bv_T, layer)
     if view == "model":
-        html = model_view_html(tokens[:bv_T], sub, bv_layers)
         height = model_view_height(bv_T, len(bv_layers), H)
     else:
-        html = head_view_html(tokens[:bv_T], sub, bv_layers, layer=layer)  # opens on the layer picked above if shown
         height = head_view_height(bv_T)
     st.iframe(html, height=min(height, 2400))
     st.caption(f"Weights rounded to 3 decimals; this view is {len(html) / 1e6:.1f} MB including its scripts.")

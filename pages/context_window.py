@@ -262,7 +262,8 @@ else:
     csv_download(table, "sliding_window_perplexity.csv", key="cw_ppl_csv")
     show_chart(cv.context_figure(runs), key="cw_context_chart")
     st.caption(
-        "Each line shows how many earlier tokens the model saw when it scored each token. The chunked line drops to "
-        "zero at every chunk boundary; the sliding line stays near the window size. More context usually means a "
-        "lower perplexity, which the table shows for this text."
+        "Each line shows how many earlier tokens the model saw when it scored each token. The chunked line falls to "
+        "one token at every chunk boundary; the sliding line stays near the window size; with the whole text in view "
+        "context grows with position. All three score the same tokens, so their perplexities compare directly: more "
+        "context usually means less surprise."
     )

@@ -1,5 +1,6 @@
 """Fine-tuning live on this CPU (a per-session LoRA adapter), instruction tuning, and a preference pair."""
 
+import math
 import time
 
 import streamlit as st
@@ -84,8 +85,8 @@ elif not probe_ok:
 b1, b2, _ = st.columns([1, 1, 2])
 train_clicked = b1.button(f"Fine-tune {steps} steps", type="primary", icon=":material/model_training:",
                           disabled=problem is not None, key="ft_train")
-reset_clicked = b2.button("Reset to the original model", icon=":material/restart_alt:", key="ft_reset",
-                          disabled=current_run(key) is None)
+reset_clicked = b2.button("Reset", icon=":material/restart_alt:", key="ft_reset", disabled=current_run(key) is None,
+                          help="Throw your adapter away and go back to the original model.")
 if problem:
     st.info(problem, icon=":material/edit:")
 if reset_clicked:
@@ -122,7 +123,7 @@ target = probe_target(lm, fact, probe) if probe_ok else None
 if run is None:
     if before is not None:
         st.markdown("**Before fine-tuning**, the model's next-token prediction for the probe prompt:")
-        show_chart(compare_distributions_figure(lm, before, before, k=8, target=target), key="ft_before_only")
+        show_chart(compare_distributions_figure(lm, before, before, k=6, target=target), key="ft_before_only")
         if target is not None:
             st.caption(f"★ = '{lm.token_text(target)}', the word your fact puts next: "
                        f"p = {float(before[target]):.2e} now. Press **Fine-tune** and watch it change.")
@@ -141,7 +142,7 @@ else:
     show_chart(loss_curve_figure(losses), key="ft_loss_curve")
     if before is not None:
         after, cont = run.outputs(lm, probe)
-        show_chart(compare_distributions_figure(lm, before, after, k=8, target=target), key="ft_before_after")
+        show_chart(compare_distributions_figure(lm, before, after, k=6, target=target), key="ft_before_after")
         if target is not None:
             st.markdown(
                 f"p('{md_escape(lm.token_text(target))}' | probe) went from **{float(before[target]):.2e}** to "
@@ -231,8 +232,8 @@ else:
         likelier = "A" if diff >= 0 else "B"
         agree = "agrees" if likelier == pick else "disagrees"
         st.markdown(
-            f"The model finds **answer {likelier}** more likely: log p differs by {abs(diff):.1f} nats, so it is about "
-            f"e^{abs(diff):.1f} times as likely to produce it word for word. Its likelihood **{agree}** with your choice. "
+            f"The model finds **answer {likelier}** more likely: log p differs by {abs(diff):.1f} nats, so it is "
+            f"e^{abs(diff):.1f} ≈ {math.exp(min(abs(diff), 700)):.3g} times as likely to produce it word for word. Its likelihood **{agree}** with your choice. "
             "Longer answers get lower totals simply because they have more tokens; per token, A scores "
             f"{-sa.mean_loss:.2f} and B {-sb.mean_loss:.2f}. Each answer is scored up to and including the "
             "end-of-turn token."

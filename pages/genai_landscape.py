@@ -64,19 +64,16 @@ st.markdown(
     "model **p(x)**, the probability of the data itself, instead of p(y | x) like a classifier. Each kind of data has "
     "its own model families:"
 )
+show = st.segmented_control("Show", ["All", "Live here", "Described only"], default="All", key="land_show",
+                            bind="query-params")
 mod_chart, mod_table = st.columns([2, 3], gap="large")
 with mod_chart:
     show_chart(modality_figure(), key="land_modalities")
     st.caption("Inner ring: what is generated. Outer ring: the model families. Hover for how each one generates; "
                "click a domain to zoom in.")
 with mod_table:
-    show = st.segmented_control("Show", ["All", "Live here", "Described only"], default="All", key="land_show",
-                                bind="query-params")
     df = modality_table(show or "All")
-    st.dataframe(
-        df, hide_index=True, width="stretch", key="land_table",
-        column_config={"How it generates": st.column_config.TextColumn(width="large")},
-    )
+    st.table(df.set_index("Domain"))
     csv_download(df, "generative_ai_modalities.csv", key="land_csv")
 illustration_note("The modality table is reference text from the post (families and how they work), not model output.")
 

@@ -89,7 +89,7 @@ with left:
     st.caption(f"W is {clf.W.shape[0]} × {clf.W.shape[1]}: one row of weights per class, 2 features in.")
 with right:
     st.subheader("The LLM on your prompt")
-    text = prompt_input("Prompt", help="This prompt travels with you to the other pages.", height=68)
+    text = prompt_input("Prompt", help="This prompt travels with you to the other pages.")
     head = None
     if not text.strip():
         empty_text_notice()
@@ -115,7 +115,7 @@ if head is not None:
     st.success(
         f"**Checked live:** multiplying the model's last hidden state by its output matrix by hand (W h) gives the "
         f"model's own next-token scores for all {head.weight_shape[0]:,} tokens, to within {head.max_abs_diff:.1e}. "
-        "The LLM's last layer *is* a linear classifier; the 30 Transformer layers before it learn the features.",
+        f"The LLM's last layer *is* a linear classifier; the {lm.info.layers} Transformer layers before it learn the features.",
         icon=":material/check_circle:",
     )
 

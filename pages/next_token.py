@@ -10,7 +10,8 @@ import torch
 
 from components.charts import probability_bars, token_label
 from components.model import load_model, require_lm, selected_key
-from components.next_token_views import chain_probs, encode_prompt, entropy_steps_figure, logits_for_ids
+from components.nav import ensure_frame
+from components.next_token_views import chain_probs, encode_prompt, entropy_steps_figure, logits_for_ids, md_escape
 from components.ui import clean_text, csv_download, empty_text_notice, esc, prompt_input, show_chart
 from engine import sampling
 from engine.lm import MAX_INPUT_TOKENS, MAX_NEW_TOKENS
@@ -78,7 +79,7 @@ def _reset() -> None:
 def _text_html(prompt: str, added: str) -> str:
     """The prompt in plain ink and the appended tokens highlighted; everything escaped."""
     return (
-        '<div style="font-family:ui-monospace,monospace;white-space:pre-wrap;padding:10px 12px;border-radius:8px;'
+        '<div style="font-family:ui-monospace,monospace;font-size:1.05rem;white-space:pre-wrap;padding:10px 12px;border-radius:8px;'
         'border:1px solid #ced4da;line-height:1.5">'
         f"{esc(prompt)}<span style=\"background:#ffe8cc;color:#1a1a1a;border-radius:4px\">{esc(added)}</span></div>"
     )
@@ -102,7 +103,7 @@ def render_probe(lm, ids: list[int], probs: torch.Tensor) -> int | None:
     if found is None:
         st.caption("That text has no tokens.")
         return None
-    first = token_label(found.pieces[0])
+    first = md_escape(token_label(found.pieces[0]))
     summary = (
         f"{first} is rank **{found.first_rank:,}** of {lm.vocab_size:,}, with probability **{found.first_prob:.2%}**"
         if found.first_prob >= 1e-4
@@ -111,9 +112,9 @@ def render_probe(lm, ids: list[int], probs: torch.Tensor) -> int | None:
     if found.single_token:
         st.markdown(f"{summary} (token id {found.token_ids[0]}).")
         return found.token_ids[0]
-    pieces = " + ".join(token_label(p) for p in found.pieces[:12])
+    pieces = " + ".join(md_escape(token_label(p)) for p in found.pieces[:12])
     st.markdown(
-        f"{token_label(text)} is **{len(found.token_ids)} tokens** ({pieces}): the model has to write it one token at "
+        f"{md_escape(token_label(text))} is **{len(found.token_ids)} tokens** ({pieces}): the model has to write it one token at "
         f"a time. The first piece, {summary}."
     )
     if len(found.token_ids) <= 12 and len(ids) + len(found.token_ids) <= MAX_INPUT_TOKENS:
@@ -123,7 +124,7 @@ def render_probe(lm, ids: list[int], probs: torch.Tensor) -> int | None:
             total *= p
         factors = " × ".join(f"{p:.3g}" for p in parts)
         st.caption(
-            f"Chain rule: p({token_label(text)} | text) = {factors} = {total:.3g}: each factor is one more "
+            f"Chain rule: p({md_escape(token_label(text))} | text) = {factors} = {total:.3g}: each factor is one more "
             "next-token prediction, with the pieces before it already written."
         )
     return found.token_ids[0]
@@ -151,7 +152,7 @@ def render_steps(lm, prompt: str, state: dict, view, at_cap: bool) -> None:
     st.pills(
         "Or click a candidate to append it",
         options=list(cands),
-        format_func=lambda i: f"{token_label(cands[i].text)} {cands[i].prob:.1%}",
+        format_func=lambda i: f"{md_escape(token_label(cands[i].text))} {cands[i].prob:.1%}",
         key=PICK,
         on_change=_pick,
         disabled=at_cap,
@@ -234,6 +235,7 @@ def render_stream(lm, ids: list[int], prompt_so_far: str) -> None:
         rate_box.caption("Press **Generate** to watch the text appear token by token.")
 
 
+ensure_frame()  # a deep link on a fresh server runs this file alone: rerun it inside the frame
 st.title("Next-token prediction")
 lm = require_lm()
 st.markdown(

@@ -99,8 +99,7 @@ if score is not None:
     cols = st.columns(3)
     for col, (name, (_shown, sc)) in zip(cols, variants.items()):
         with col:
-            st.markdown(f"**{name}**")
-            st.metric(f"{name}: perplexity", f"{sc.perplexity:,.1f}", label_visibility="collapsed")
+            st.metric(f"{name}: perplexity", f"{sc.perplexity:,.1f}")
             st.caption(f"average loss {sc.mean_loss:.2f} nats over {len(sc.tokens)} tokens")
             st.html(surprise_html(sc, max_tokens=60))
     nat, shuf, rand = (s for _t, s in variants.values())

@@ -10,7 +10,7 @@ from components.model import require_lm, selected_key
 from components.tokens import token_chips
 from components.ui import clean_text, csv_download, esc, show_chart
 from engine.predict import top_candidates
-from engine.prompting import first_line, few_shot_prompt, trim_history
+from engine.prompting import few_shot_prompt, first_line, trim_history
 
 SYSTEM_PRESETS = {
     "A pirate": "You are a pirate. Always answer like a pirate.",
@@ -25,6 +25,7 @@ WORDINGS = (
     "Australia's capital city is called",
 )
 HISTORY_KEY = "pr_chat_history"
+REPLY_TOKENS = 24  # cap on the compared replies (each token is one forward pass)
 
 
 def cleaned(raw: str | None, limit: int = 2000) -> str:
@@ -139,7 +140,7 @@ else:
         with col:
             st.markdown(f"**{name}**")
             st.code(prompt, language=None, wrap_lines=True)
-            answer = first_line(pv.greedy(key, prompt, 6))
+            answer = first_line(pv.greedy(key, prompt, 4))
             best = max(scores[name], key=lambda s: s.prob)
             st.markdown(
                 f"Generated answer (greedy): **{esc(answer) or '(nothing)'}**  \n"
@@ -184,7 +185,7 @@ else:
             st.markdown(f"**{name}**")
             text = pv.render(key, msgs).text
             try:
-                reply = pv.greedy(key, text, 40)
+                reply = pv.greedy(key, text, REPLY_TOKENS)
                 view = top_candidates(lm, next_token_probs(text), 8)
             except ValueError as err:
                 show_value_error(err)
@@ -195,7 +196,7 @@ else:
                                  view.other_mass, title="first token of the reply"),
                 key=f"pr_sys_dist_{i}", height=320,
             )
-    st.caption("Replies are greedy (always the most likely token) and cut at 40 tokens.")
+    st.caption(f"Replies are greedy (always the most likely token) and cut at {REPLY_TOKENS} tokens.")
 
 # --------------------------------------------------------------------------------------------- can and cannot
 st.subheader("What prompt engineering can and cannot do")

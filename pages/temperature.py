@@ -11,6 +11,7 @@ import torch
 from components.charts import token_label
 from components.compute import next_token_logits
 from components.model import require_lm
+from components.nav import ensure_frame
 from components.next_token_views import (
     OVERLAY_TEMPERATURES,
     batch_samples,
@@ -139,6 +140,7 @@ def render_batch(lm, ids: list[int], temperature: float, top_k: int, top_p: floa
     csv_download(df, "samples.csv", key="tmp_samples_csv")
 
 
+ensure_frame()  # a deep link on a fresh server runs this file alone: rerun it inside the frame
 st.title("Temperature & sampling")
 lm = require_lm()
 st.markdown(
@@ -173,10 +175,10 @@ else:
                     f"top-k {cut.removed_by_k:.1%} · top-p {cut.removed_by_p:.1%}", delta_color="off", delta_arrow="off")
 
         st.subheader("Several temperatures on one chart")
+        log_scale = st.toggle("Log scale (both charts)", key="tmp_log", bind="query-params",
+                              help="Shows the small probabilities that high temperatures lift and the cuts remove.")
         curves = {t: [float(v) for v in sampling.softmax_with_temperature(logits, t)[order]] for t in OVERLAY_TEMPERATURES}
         curves[float(temperature)] = [float(v) for v in cut.scaled[order]]
-        log_scale = st.toggle("Log scale", key="tmp_log", bind="query-params",
-                              help="Shows the small probabilities that high temperatures lift.")
         show_chart(temperature_overlay_figure(pieces, curves, float(temperature), log_scale), key="tmp_overlay")
         st.caption(
             f"The {shown} most likely next tokens for your prompt, out of {lm.vocab_size:,}. Low T piles the "
@@ -186,7 +188,9 @@ else:
         st.subheader("What top-k and top-p keep")
         status = ["kept" if cut.keep_p[i] else ("top-k" if not cut.keep_k[i] else "top-p") for i in order]
         show_chart(
-            cut_figure(pieces, [float(cut.scaled[i]) for i in order], [float(cut.final[i]) for i in order], status),
+            cut_figure(
+                pieces, [float(cut.scaled[i]) for i in order], [float(cut.final[i]) for i in order], status, log_scale
+            ),
             key="tmp_cuts",
         )
         k_text = f"top-k = {top_k} keeps {int(cut.keep_k.sum()):,} tokens" if top_k > 0 else "top-k is off"

@@ -41,9 +41,10 @@ def app_page(stem: str, query: dict[str, str] | None = None, timeout: float = AP
     at = AppTest.from_file(ENTRY, default_timeout=timeout)
     for key, value in (query or {}).items():
         at.query_params[key] = value
-    at.run()
+    # Open the page directly, like a deep link: query parameters then seed that page's bound widgets.
     if stem != "home":
-        at.switch_page(f"pages/{stem}.py").run()
+        at.switch_page(f"pages/{stem}.py")
+    at.run()
     return at
 
 

@@ -125,6 +125,11 @@ def test_bad_input_gives_messages_not_tracebacks(lm):
     assert any("Control characters" in c.value for c in at.caption)
     body = " ".join(h.proto.body for h in at.get("html"))
     assert "&lt;script&gt;" in body and "<script>alert" not in body
+    at.text_area(key="prompt").set_value(PROMPT).run()
+    at.text_input(key="nt_probe").set_value(" [x](http://e.com) **b**").run()
+    assert_no_exception(at)
+    probe_md = " ".join(m.value for m in at.markdown if "tokens**" in m.value)
+    assert r"\[x\]\(http" in probe_md and "[x](http" not in probe_md  # shown as typed, never a link
     long_text = "😀" * 4000  # at the 4,000-character box limit and well past the 1,024-token cap
     assert len(lm.encode(long_text)) > 1024
     before = lm.stats.forward_calls

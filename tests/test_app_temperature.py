@@ -81,6 +81,11 @@ def test_sliders_reshape_the_cached_distribution_without_running_the_model(lm, l
     assert sum(diamonds) == pytest.approx(1.0, abs=1e-5)  # all kept tokens are in the top 15, renormalised
     assert metric(at, "Tokens that can be drawn").value == str(cut.kept)
     assert f"top-k {cut.removed_by_k:.1%}" in metric(at, "Mass cut away").delta
+    at.toggle(key="tmp_log").set_value(True).run()
+    overlay_spec = next(s for s in chart_specs(at) if s["data"][0].get("name") == "T = 0.5")
+    assert overlay_spec["layout"]["yaxis"]["type"] == "log"
+    cut_spec = next(s for s in chart_specs(at) if s["data"][0].get("name") == "kept (after temperature)")
+    assert cut_spec["layout"]["yaxis"]["type"] == "log"
     at.slider(key="tmp_t").set_value(0.0).run()
     assert metric(at, "Tokens that can be drawn").value == "1"
     assert metric(at, "Entropy after temperature").value == "0.00 bits"

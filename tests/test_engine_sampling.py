@@ -117,6 +117,26 @@ def test_entropy_and_effective_choices():
     assert sampling.entropy_bits(P4) == pytest.approx(expected, abs=1e-6)
 
 
+@pytest.mark.parametrize(
+    "temperature,top_k,top_p", [(1.0, 0, 1.0), (0.8, 40, 0.9), (1.5, 3, 0.5), (0.0, 5, 0.2), (2.0, 10**6, 0.99)]
+)
+def test_batched_cuts_equal_the_row_by_row_rules(temperature, top_k, top_p):
+    torch.manual_seed(0)
+    logits = torch.randn(6, 5000) * 3
+    logits[1] = 0.0  # every token tied
+    logits[2, :10] = 9.0  # a tie at the top
+    batched = sampling.filtered_distribution_batch(logits, temperature, top_k, top_p)
+    rows = torch.stack([sampling.filtered_distribution(r, temperature, top_k, top_p) for r in logits])
+    torch.testing.assert_close(batched, rows, atol=1e-6, rtol=0)
+    assert torch.equal(batched > 0, rows > 0)  # the same tokens survive, ties included
+
+
+def test_batched_cuts_hand_example():
+    rows = torch.stack([L4, L4.flip(0)])  # the second row is the first reversed
+    out = sampling.filtered_distribution_batch(rows, 1.0, 3, 0.6)
+    torch.testing.assert_close(out, torch.tensor([[0.0, 0.0, 3 / 7, 4 / 7], [4 / 7, 3 / 7, 0.0, 0.0]]))
+
+
 # ------------------------------------------------------------------------------------------------ drawing tokens
 def test_seeded_draws_repeat_and_follow_the_distribution():
     a = sampling.sample_many(P4, 20_000, torch.Generator().manual_seed(5))

@@ -145,3 +145,10 @@ def test_middle_half_of_a_length_histogram():
     assert tok.middle_half({1: 1, 2: 1, 3: 1, 4: 1}) == (1, 3)
     assert tok.middle_half({5: 10}) == (5, 5)
     assert tok.middle_half({}) == (0, 0)
+
+
+def test_digit_runs_ignore_hex_of_byte_pieces(real_lm):
+    # '規' and the emoji become byte pieces shown as ⟨E8 A6⟩ etc.: their hex digits are not digits of the text.
+    result = tok.tokenize(real_lm, "大規模 I love 🍕 in 2024")
+    assert any(p.partial for p in result.pieces)
+    assert tok.digit_runs(result) == (4, 4)

@@ -1,0 +1,165 @@
+"""AppTest: the "From ML to LLMs" page, on the real model."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from tests.conftest import app_page, assert_no_exception
+
+STEM = "ml_to_llm"
+
+
+def open_page(query: dict[str, str] | None = None):
+    """The page after ``app_page`` plus one more run.
+
+    In AppTest the first run after ``switch_page`` sees the shared ``prompt`` text area as empty (the home page's
+    widget of the same key was just removed); the next run has the real value, as a browser session does.
+    """
+    at = app_page(STEM, query=query)
+    at.run()
+    return at
+
+
+def charts(at) -> dict[str, dict]:
+    """Plotly chart specs by their widget key (the key is part of the element id)."""
+    out = {}
+    for c in at.get("plotly_chart"):
+        for key in ("ml_reg_chart", "ml_cls_chart", "ml_cls_bars", "ml_llm_bars", "ml_px_chart", "ml_pyx_chart",
+                    "ml_gen_cls", "ml_gen_mix"):
+            if key in c.proto.id:
+                out[key] = json.loads(c.proto.spec)
+    return out
+
+
+def arr(value) -> list:
+    """A plotly data array as a list (plotly 7 sends numpy arrays as base64 ``{"dtype", "bdata"}``)."""
+    if isinstance(value, dict) and "bdata" in value:
+        import base64
+
+        import numpy as np
+
+        out = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        return out.reshape(value["shape"]).tolist() if "shape" in value else out.tolist()
+    return list(value)
+
+
+def metric(at, label_start: str) -> str:
+    return next(m.value for m in at.metric if m.label.startswith(label_start))
+
+
+def trace(spec: dict, name: str) -> dict:
+    return next(t for t in spec["data"] if t.get("name", "").startswith(name))
+
+
+@pytest.fixture(scope="module")
+def default_page():
+    at = open_page()
+    assert_no_exception(at)
+    return at
+
+
+def test_default_page_shows_live_model_numbers(default_page, real_lm):
+    at = default_page
+    specs = charts(at)
+    # The LLM's next-token classifier on the shared prompt: ' Paris' on top, the rest of the vocabulary in grey.
+    bars = specs["ml_llm_bars"]["data"][0]
+    assert bars["y"][0] == "' Paris'" and 0.6 < bars["x"][0] < 0.9
+    assert bars["y"][-1] == "(all other tokens)" and abs(sum(bars["x"]) - 1) < 1e-4
+    # The hand-computed head matches the model's logits, and the shapes are the real model's.
+    ok = " ".join(s.value for s in at.success)
+    assert "49,152" in ok and "to within" in ok
+    captions = " ".join(c.value for c in at.caption)
+    assert "49,152 × 576" in captions
+    # p(x): the natural sentence wins, with the engine's numbers.
+    from engine.scoring import score_text
+
+    la = score_text(real_lm, "The cat sat on the mat.").total_logprob
+    lb = score_text(real_lm, "The mat sat on the cat.").total_logprob
+    assert float(metric(at, "log p(A)")) == pytest.approx(la, abs=0.01)
+    assert float(metric(at, "log p(B)")) == pytest.approx(lb, abs=0.01)
+    assert any("**sentence A**" in m.value for m in at.markdown)
+    cum = arr(specs["ml_px_chart"]["data"][0]["y"])
+    assert cum[-1] == pytest.approx(la, abs=1e-3)  # the running sum ends at log p(sentence)
+    # p(y|x) by prompting: the rude-waiter review is negative.
+    labels = specs["ml_pyx_chart"]["data"][0]
+    assert dict(zip(labels["y"], labels["x"]))["negative"] > 0.8
+    assert any("Predicted: **negative**" in m.value for m in at.markdown)
+
+
+def test_use_vs_train_code_matches_what_the_page_ran(default_page):
+    codes = [c.value for c in default_page.code]
+    snippet = next(c for c in codes if "AutoModelForCausalLM" in c)
+    assert "'HuggingFaceTB/SmolLM2-135M-Instruct'" in snippet and "prompt = 'The capital of France is'" in snippet
+    assert "sentence_a = 'The cat sat on the mat.'" in snippet
+    compile(snippet, "snippet", "exec")
+    expected = next(c for c in codes if c.startswith("next "))
+    lines = expected.splitlines()
+    assert lines[0].startswith("next ' Paris' 0.7") and len([ln for ln in lines if ln.startswith("next ")]) == 5
+    assert any(ln.startswith("logp_a -") for ln in lines)
+
+
+def test_toys_follow_their_sliders(default_page):
+    at = default_page
+    spec = charts(at)
+    assert len(arr(trace(spec["ml_gen_mix"], "component centres")["x"])) == 3
+    assert len(arr(trace(spec["ml_gen_mix"], "new points")["x"])) == 150
+    mse3 = float(metric(at, "Error on training points"))
+    at.slider(key="ml_degree").set_value(12).run()
+    assert_no_exception(at)
+    assert float(metric(at, "Error on training points")) < mse3  # more capacity, lower training error
+    assert charts(at)["ml_reg_chart"]["data"][2]["name"] == "fit (degree 12)"
+    at.slider(key="ml_components").set_value(5)
+    at.slider(key="ml_samples").set_value(40).run()
+    spec = charts(at)
+    assert len(arr(trace(spec["ml_gen_mix"], "component centres")["x"])) == 5
+    assert len(arr(trace(spec["ml_gen_mix"], "new points")["x"])) == 40
+    # The probe point moves the classifier's answer: at a class centre that class wins.
+    at.slider(key="ml_x1").set_value(2.0)
+    at.slider(key="ml_x2").set_value(-1.0).run()
+    cls = charts(at)["ml_cls_bars"]["data"][0]
+    assert cls["y"][0] == "class B" and cls["x"][0] > 0.9
+    assert math.isclose(sum(cls["x"]), 1.0, abs_tol=1e-6)
+
+
+def test_post_processing_widgets_do_not_rerun_the_model(default_page):
+    from components.model import load_model
+
+    at = default_page
+    stats = load_model("smollm2-135m-instruct").stats
+    before = stats.forward_calls
+    at.slider(key="ml_topk").set_value(15).run()
+    assert len(charts(at)["ml_llm_bars"]["data"][0]["y"]) == 16  # 15 tokens + the rest
+    at.slider(key="ml_noise").set_value(0.8).run()
+    at.slider(key="ml_spread").set_value(1.5).run()
+    at.slider(key="ml_components").set_value(2).run()
+    assert_no_exception(at)
+    assert stats.forward_calls == before
+
+
+def test_bad_inputs_give_clear_messages():
+    at = open_page({"ml_a": "Hi there.", "ml_b": "There hi."})
+    at.text_input(key="ml_a").set_value("   ").run()
+    assert_no_exception(at)
+    assert any("Type two sentences" in i.value for i in at.info)
+    at.text_input(key="ml_a").set_value("<script>alert('x')</script>\x00 😀").run()
+    assert_no_exception(at)
+    assert any("Control characters" in c.value for c in at.caption)
+    assert float(metric(at, "log p(A)")) < 0
+    at.text_area(key="ml_review").set_value("\n\t ").run()
+    assert any("Type a review" in i.value for i in at.info)
+    at.text_area(key="prompt").set_value("😀" * 3000).run()  # past the 1,024-token cap: refused before the model
+    assert_no_exception(at)
+    assert any("this page reads at most 1,024" in w.value for w in at.warning)
+
+
+def test_url_seeds_inputs_and_invalid_values_fall_back():
+    at = open_page({"prompt": "The capital of Italy is", "ml_degree": "99", "ml_noise": "lots",
+                               "ml_fewshot": "false", "ml_a": "Hi there.", "ml_b": "There hi."})
+    assert_no_exception(at)
+    assert at.slider(key="ml_degree").value == 3 and at.slider(key="ml_noise").value == pytest.approx(0.3)
+    assert at.toggle(key="ml_fewshot").value is False
+    assert charts(at)["ml_llm_bars"]["data"][0]["y"][0] == "' Rome'"
+    assert any("without examples" in m.value for m in at.markdown)

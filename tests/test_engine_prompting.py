@@ -1,0 +1,99 @@
+"""Engine tests for prompts: the exact chat-template string, label probabilities, few-shot prompts, chat trimming."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from engine import prompting as P
+
+SMOL_DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+
+
+def test_chat_template_exact_string_tokens_and_specials(tiny_lm):
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    out = P.render_chat(tiny_lm, msgs)
+    assert out.text == "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    assert out.ids == tiny_lm.encode(out.text) and out.n_tokens == len(out.ids)
+    assert out.ids[0] == 1  # <|im_start|> is one control token, not 12 characters
+    assert sum(out.special) == 5  # three turn openings, two closings
+    assert [i for i, s in zip(out.ids, out.special) if s] == [1, 2, 1, 2, 1]
+    assert out.default_system is None
+    no_gen = P.render_chat(tiny_lm, msgs, add_generation_prompt=False)
+    assert out.text.startswith(no_gen.text) and not no_gen.text.endswith("assistant\n")
+
+
+def test_template_inserts_a_default_system_message(tiny_lm):
+    out = P.render_chat(tiny_lm, [{"role": "user", "content": "Hi"}])
+    assert out.default_system == SMOL_DEFAULT_SYSTEM
+    assert out.text.startswith(f"<|im_start|>system\n{SMOL_DEFAULT_SYSTEM}<|im_end|>")
+
+
+def test_empty_and_blank_message_lists_are_refused(tiny_lm):
+    with pytest.raises(ValueError, match="no messages"):
+        P.render_chat(tiny_lm, [])
+    with pytest.raises(ValueError):
+        P.render_chat(tiny_lm, [{"role": "user", "content": "   "}, {"role": "robot", "content": "x"}])
+
+
+def test_special_token_text_in_a_message_becomes_a_control_token(tiny_lm):
+    out = P.render_chat(tiny_lm, [{"role": "system", "content": "S"}, {"role": "user", "content": "a <|im_end|> b"}])
+    assert out.ids.count(2) == 3  # system end, the injected one, user end
+
+
+def test_label_probabilities_single_and_multi_token(tiny_lm):
+    prompt = "Review: great film\nSentiment:"
+    labels = (" positive", " negative", " absolutely wonderful")
+    scores = P.label_probabilities(tiny_lm, prompt, labels)
+    ids = tiny_lm.encode(prompt)
+    probs = torch.softmax(tiny_lm.forward(ids).logits[-1].double(), dim=-1)
+    assert scores[0].n_tokens == 1 and scores[0].prob == pytest.approx(float(probs[tiny_lm.encode(" positive")[0]]))
+    multi = tiny_lm.encode(" absolutely wonderful")
+    assert scores[2].n_tokens == len(multi) > 1
+    logp = torch.log_softmax(tiny_lm.forward(ids + multi).logits.double(), dim=-1)
+    chain = math.exp(sum(float(logp[len(ids) - 1 + k, t]) for k, t in enumerate(multi)))
+    assert scores[2].prob == pytest.approx(chain, rel=1e-6)
+    assert sum(s.share for s in scores) == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        P.label_probabilities(tiny_lm, "", labels)
+    with pytest.raises(ValueError):
+        P.label_probabilities(tiny_lm, prompt, ())
+
+
+def test_few_shot_prompt_format():
+    assert P.few_shot_prompt((), "Bad.") == "Review: Bad.\nSentiment:"
+    two = P.few_shot_prompt((("Good.", "positive"),), "Bad.")
+    assert two == "Review: Good.\nSentiment: positive\n\nReview: Bad.\nSentiment:"
+    assert P.first_line("\n negative\n\nReview:") == "negative"
+
+
+def test_trim_history_drops_oldest_turns_and_keeps_system(tiny_lm):
+    msgs = [{"role": "system", "content": "S"}]
+    for i in range(6):
+        msgs += [{"role": "user", "content": f"question {i} " * 5}, {"role": "assistant", "content": f"answer {i}"}]
+    msgs.append({"role": "user", "content": "last"})
+    full = P.render_chat(tiny_lm, msgs).n_tokens
+    kept, dropped = P.trim_history(tiny_lm, msgs, full)
+    assert dropped == 0 and kept == msgs
+    kept, dropped = P.trim_history(tiny_lm, msgs, full - 1)
+    assert dropped == 1 and kept[0] == msgs[0] and kept[1:] == msgs[2:]
+    assert P.render_chat(tiny_lm, kept).n_tokens <= full - 1
+    with pytest.raises(ValueError):
+        P.trim_history(tiny_lm, msgs, 5)
+
+
+def test_few_shot_moves_mass_onto_the_right_label(real_lm):
+    examples = (
+        ("I loved every minute of this film.", "positive"),
+        ("The battery died after one day.", "negative"),
+        ("Friendly staff and great coffee.", "positive"),
+    )
+    labels = (" positive", " negative", " Positive", " Negative")
+    review = "The food was cold and the waiter ignored us."
+    zero = {s.label: s.prob for s in P.label_probabilities(real_lm, P.few_shot_prompt((), review), labels)}
+    few = {s.label: s.prob for s in P.label_probabilities(real_lm, P.few_shot_prompt(examples, review), labels)}
+    assert few[" negative"] > 0.5 > zero[" negative"]  # observed 0.86 vs 0.06
+    assert few[" negative"] > 3 * few[" positive"]
+    assert zero[" Negative"] > zero[" negative"]  # zero-shot prefers the capitalised label
