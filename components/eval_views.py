@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from components.charts import ACCENT, HIGHLIGHT, MUTED
+from components.charts import ACCENT, HIGHLIGHT
 from components.ui import esc
 from engine.evaluation import MAX_BLEU_CHARS, MAX_REFERENCES, BleuResult, first_line, sentence_bleu
 
@@ -119,9 +119,9 @@ def candidates_figure(labels: Sequence[str], bleus: Sequence[float], same_meanin
     fig.update_layout(
         xaxis=dict(title="BLEU (0-100)", range=[0, 100]),
         yaxis=dict(autorange="reversed", type="category"),
-        height=80 + 48 * len(labels),
+        height=110 + 48 * len(labels),
         showlegend=False,
     )
-    fig.add_annotation(text="blue: same meaning · orange: different meaning", xref="paper", yref="paper",
-                       x=1, y=-0.25, showarrow=False, font=dict(color=MUTED))
+    fig.update_layout(title=dict(text="BLEU against the reference · blue: same meaning · orange: different meaning",
+                                 font=dict(size=13)))
     return fig

@@ -109,7 +109,7 @@ def modality_figure() -> go.Figure:
             labels.append(fam.name)
             parents.append(dom)
             colours.append("#b2f2bb" if m.live_here else "#f1f3f5")
-            hover.append(_wrap(fam.how))
+            hover.append(_wrap(fam.how) + f"<br><i>e.g. {fam.examples or m.examples}</i>")
     fig = go.Figure(
         go.Sunburst(ids=ids, labels=labels, parents=parents, marker=dict(colors=colours, line=dict(color="white")),
                     customdata=hover, hovertemplate="<b>%{label}</b><br>%{customdata}<extra></extra>",
@@ -138,7 +138,7 @@ def modality_table(show: str = "All") -> pd.DataFrame:
                     "Domain": m.domain,
                     "Model family": fam.name,
                     "How it generates": fam.how,
-                    "Examples": m.examples,
+                    "Examples": fam.examples or m.examples,
                     "In this app": "Live" if m.live_here else "Described only",
                 }
             )

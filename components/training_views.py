@@ -215,8 +215,11 @@ def step_sweep_figure(gs: GradientStep, chosen: int) -> go.Figure:
             name="after one step",
         )
     )
-    fig.add_hline(y=gs.loss_before, line_dash="dash", line_color=MUTED,
-                  annotation_text=f"before: {gs.loss_before:.2f}", annotation_position="bottom right")
+    fig.add_hline(y=gs.loss_before, line_dash="dash", line_color=MUTED)
+    # On log axes annotation coordinates are log10 values (hline annotations land in the wrong place there).
+    fig.add_annotation(x=math.log10(min(gs.learning_rates)), y=math.log10(max(gs.loss_before, 1e-6)),
+                       text=f"loss before the step: {gs.loss_before:.2f}", showarrow=False, xanchor="left",
+                       yanchor="bottom", font=dict(color="#495057"))
     fig.update_layout(
         xaxis=dict(type="log", title="learning rate (step size)"),
         yaxis=dict(

@@ -81,9 +81,14 @@ def prompt_input(
     Returns:
         The cleaned text (notices about cleaning are shown under the box).
     """
-    if key not in st.session_state:
-        st.session_state[key] = default
-    raw = st.text_area(label, key=key, height=height, help=help, bind="query-params")
+    # The widget's default stays constant so the URL only carries edited values. A bound widget that mounts on a
+    # new page with no URL parameter would fall back to that default, so restore the session's last value first:
+    # that is how one prompt travels from page to page.
+    carry = f"_carry_{key}"
+    if key not in st.session_state or (st.session_state[key] in ("", None) and st.session_state.get(carry)):
+        st.session_state[key] = st.session_state.get(carry, default)
+    raw = st.text_area(label, value=default, key=key, height=height, help=help, bind="query-params")
+    st.session_state[carry] = raw
     text, notes = clean_text(raw)
     for note in notes:
         st.caption(f":material/info: {note}")

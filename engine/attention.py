@@ -77,12 +77,14 @@ def run_attention(lm: LanguageModel, ids: Sequence[int]) -> AttentionRun:
 
         return hook
 
-    handles = [layer.self_attn.o_proj.register_forward_pre_hook(make_hook(i)) for i, layer in enumerate(layers)]
-    try:
-        res = lm.forward(ids, attentions=True, hidden_states=True)
-    finally:
-        for h in handles:
-            h.remove()
+    # Hooks on the shared model would also fire for other sessions' forwards: hold the model exclusively.
+    with lm.exclusive():
+        handles = [layer.self_attn.o_proj.register_forward_pre_hook(make_hook(i)) for i, layer in enumerate(layers)]
+        try:
+            res = lm.forward(ids, attentions=True, hidden_states=True)
+        finally:
+            for h in handles:
+                h.remove()
     return AttentionRun(
         ids=list(res.ids),
         tokens=lm.token_texts(res.ids),

@@ -102,7 +102,7 @@ def sample_continuations(
 
     # The model lock is LanguageModel's own (on 2 cores two forwards at once only slow each other down). It is taken
     # per forward, not for the whole batch, so other sessions' requests interleave with a long batch.
-    lock = lm._model_lock  # noqa: SLF001 - engine-internal use of the shared lock
+    lock = lm.exclusive()
     with lock:
         out = lm.model(input_ids=torch.tensor([ids]), use_cache=True, logits_to_keep=1)  # prompt once: [1, 1, V]
     forwards += 1

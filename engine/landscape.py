@@ -45,10 +45,11 @@ HIERARCHY: tuple[Level, ...] = (
 
 @dataclass(frozen=True)
 class Family:
-    """A model family that generates one kind of data, and how it does it in one line."""
+    """A model family that generates one kind of data, how it does it in one line, and examples of it."""
 
     name: str
     how: str
+    examples: str = ""
 
 
 @dataclass(frozen=True)
@@ -78,14 +79,15 @@ MODALITIES: tuple[Modality, ...] = (
                      "repeats: p(next token | previous tokens)."),),
              ("next_token", "temperature", "prompts", "ml_to_llm")),
     Modality("Images", "Diffusion models, GANs", "DALL·E, Midjourney, Stable Diffusion", False,
-             (Family("Diffusion model", "Starts from pure noise and removes it step by step, guided by the prompt."),
+             (Family("Diffusion model", "Starts from pure noise and removes it step by step, guided by the prompt.",
+                     "DALL·E, Midjourney, Stable Diffusion"),
               Family("GAN", "A generator turns random noise into an image in one pass; it is trained against a "
-                     "discriminator that tries to tell its output from real images."))),
+                     "discriminator that tries to tell its output from real images.", "StyleGAN, BigGAN"))),
     Modality("Audio", "WaveNet-style, MusicLM", "Generate music or voices", False,
              (Family("WaveNet-style audio", "Predicts the next audio sample from the previous ones: autoregressive, "
-                     "like an LLM, but on sound."),
+                     "like an LLM, but on sound.", "WaveNet (voices)"),
               Family("MusicLM", "Transformers predict discrete audio tokens from a text description, then decode them "
-                     "to sound."))),
+                     "to sound.", "MusicLM (music)"))),
     Modality("Video", "Diffusion / Transformer video models", "Sora, Runway", False,
              (Family("Video diffusion", "Denoises a whole clip at once (patches in space and time), guided by the "
                      "prompt; Sora uses a Transformer as the denoiser."),)),
@@ -94,8 +96,8 @@ MODALITIES: tuple[Modality, ...] = (
              ("genai_landscape", "next_token")),
     Modality("3D / Design", "NeRF, 3D-GAN", "Generate 3D assets or environments", False,
              (Family("NeRF", "Learns a 3D scene as a neural function (colour and density at every point) from "
-                     "photos, then renders views never photographed."),
-              Family("3D-GAN", "A GAN whose generator outputs 3D shapes (voxels) instead of images."))),
+                     "photos, then renders views never photographed.", "NeRF scenes"),
+              Family("3D-GAN", "A GAN whose generator outputs 3D shapes (voxels) instead of images.", "3D-GAN"))),
 )
 
 

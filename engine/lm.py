@@ -126,8 +126,6 @@ class LanguageModel:
         self.stats = CallStats()
         self._tok_lock = threading.RLock()
         self._model_lock = threading.RLock()
-        self._fast_lock = threading.Lock()
-        self._fast_decoder = None
         # Every control token: the named ones (bos/eos/unk) and the added ones marked special (<file_sep>, …).
         added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
         self._special_ids = frozenset(int(i) for i in tokenizer.all_special_ids) | frozenset(
@@ -267,28 +265,13 @@ class LanguageModel:
         """``[V]`` p(next token | ids) over the full vocabulary (sums to 1)."""
         return torch.softmax(self.next_token_logits(ids).double(), dim=-1).float()
 
-    def fast_decoder(self):
-        """An int8 copy of the decoder layers for free-running generation, built once on first use (~2-4 s).
+    def exclusive(self) -> threading.RLock:
+        """A context manager that keeps every other forward pass out while it is held (re-entrant).
 
-        Dynamic int8 quantization of every linear layer inside the decoder reads ~4x fewer weight bytes per token.
-        The token embedding is shared with the exact model (not copied) and the output layer stays fp32, so only the
-        transformer layers are approximate. Pages that use it say so; every probability, attention weight and
-        embedding shown elsewhere comes from the exact fp32 model.
+        Use it around code that temporarily attaches hooks to the shared model or swaps weights in a functional
+        call, so no other session's forward can see them.
         """
-        with self._fast_lock:
-            if self._fast_decoder is None:
-                import copy
-                import warnings
-
-                decoder = self.model.model
-                embed = decoder.embed_tokens.weight
-                clone = copy.deepcopy(decoder, memo={id(embed): embed})  # share the [V, D] embedding, copy layers
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    self._fast_decoder = torch.ao.quantization.quantize_dynamic(
-                        clone, {torch.nn.Linear}, dtype=torch.qint8
-                    ).eval()
-            return self._fast_decoder
+        return self._model_lock
 
     @torch.inference_mode()
     def generate_stream(
@@ -300,7 +283,6 @@ class LanguageModel:
         top_p: float = 1.0,
         seed: int | None = None,
         stop_at_eos: bool = True,
-        fast: bool = False,
     ) -> Iterator[GenStep]:
         """Generate token by token with a KV cache, yielding each step as soon as it is chosen.
 
@@ -312,8 +294,6 @@ class LanguageModel:
             top_p: Nucleus cut-off (1 = off).
             seed: Seed for reproducible sampling.
             stop_at_eos: Stop after the end-of-sequence token.
-            fast: Use the int8 decoder (:meth:`fast_decoder`): about 2-3x faster on CPU, tokens may differ slightly
-                from the exact model. Only for free-running text; never for numbers shown as the model's.
         """
         ids = [int(i) for i in ids]
         if not ids:
@@ -321,7 +301,6 @@ class LanguageModel:
         budget = max(0, min(int(max_new_tokens), MAX_NEW_TOKENS, self.info.context_length - len(ids)))
         gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
         eos = self.info.eos_token_id
-        decoder = self.fast_decoder() if fast else None
         cache = None
         step_input = torch.tensor([ids])  # [1, T] first, then [1, 1] per step thanks to the cache
         produced: list[int] = []
@@ -329,13 +308,9 @@ class LanguageModel:
         start = time.perf_counter()
         for _ in range(budget):
             with self._model_lock:
-                if fast:
-                    out = decoder(input_ids=step_input, cache=cache, use_cache=True)
-                    # Output layer only on the last position: [1, D] @ [D, V] -> [V], exact fp32 weights.
-                    logits = self.model.lm_head(out.last_hidden_state[:, -1])[0].float()
-                else:
-                    out = self.model(input_ids=step_input, cache=cache, use_cache=True, logits_to_keep=1)
-                    logits = out.logits[0, -1].float()  # [V]
+                # logits_to_keep=1: the output layer only for the last position, [1, 1, V]
+                out = self.model(input_ids=step_input, cache=cache, use_cache=True, logits_to_keep=1)
+            logits = out.logits[0, -1].float()  # [V]
             self.stats.add(forwards=1, tokens=1)
             cache = out.cache
             probs = sampling.filtered_distribution(logits, temperature, top_k, top_p)

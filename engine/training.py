@@ -81,7 +81,7 @@ def _frozen_params(lm: LanguageModel) -> dict[str, torch.Tensor]:
 def _logits_with(lm: LanguageModel, weights: dict[str, torch.Tensor], ids: Sequence[int]) -> torch.Tensor:
     """``[T, V]`` logits of the model with ``weights`` substituted, without changing the shared module."""
     x = torch.tensor([[int(i) for i in ids]])  # [1, T]
-    with lm._model_lock:  # functional_call swaps module attributes during the call: keep other forwards out
+    with lm.exclusive():  # functional_call swaps module attributes during the call: keep other forwards out
         out = functional_call(lm.model, weights, args=(), kwargs={"input_ids": x, "use_cache": False})
     lm.stats.add(forwards=1)
     return out.logits[0]  # [T, V]

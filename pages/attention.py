@@ -29,10 +29,12 @@ from components.bertviz_offline import (
 )
 from components.charts import token_label
 from components.model import require_lm, selected_key
+from components.nav import ensure_frame
 from components.tokens import token_chips
 from components.ui import csv_download, empty_text_notice, illustration_note, prompt_input, show_chart
 from engine.attention import HEAD_METRICS, head_arithmetic, head_metric, masked_mass, sink_share, token_attention
 
+ensure_frame()
 st.title("Attention & Transformers")
 st.markdown(
     "The post credits the Transformer's **self-attention** for letting the model *look at all words at once and "

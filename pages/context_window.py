@@ -6,6 +6,7 @@ import streamlit as st
 from components import context_views as cv
 from components.charts import probability_bars
 from components.model import require_lm, selected_key
+from components.nav import ensure_frame
 from components.tokens import token_chips
 from components.ui import clean_text, csv_download, empty_text_notice, show_chart
 from engine.context import apply_window, find_subsequence
@@ -26,6 +27,7 @@ DEFAULT_LONG = (
     "the school, and the children write Maria and Tom a thank-you card."
 )
 
+ensure_frame()
 st.title("Context window")
 st.markdown(
     "The post defines the **context window** as *the number of tokens the model can “see” at once*. Everything the "

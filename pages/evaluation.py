@@ -16,6 +16,7 @@ from components.eval_views import (
     precision_figure,
 )
 from components.model import require_lm, selected_key
+from components.nav import ensure_frame
 from components.training_views import surprise_html, surprise_legend_html, text_score
 from components.ui import csv_download, empty_text_notice, illustration_note, prompt_input, show_chart
 from engine.evaluation import MAX_REFERENCES
@@ -35,6 +36,7 @@ PARAPHRASES = (
     ("Roles swapped", "The mat is sitting on the cat.", False),
 )
 
+ensure_frame()
 st.title("Evaluation: perplexity and BLEU")
 st.markdown(
     "In classic ML you evaluate with accuracy or F1. For language models the post names two common metrics: "
@@ -170,7 +172,7 @@ else:
         labels.append(f"{label}: {cand}")
         scores.append(res.score if res else 0.0)
         same.append(ok)
-        table_rows.append({"candidate": cand, "kind": label, "same meaning as the default reference": ok,
+        table_rows.append({"candidate": cand, "kind": label, "same meaning": ok,
                            "BLEU": res.score if res else 0.0, "model perplexity": ppl})
     show_chart(candidates_figure(labels, scores, same), key="ev_paraphrase")
     df = pd.DataFrame(table_rows)

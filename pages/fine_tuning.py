@@ -7,6 +7,7 @@ import streamlit as st
 
 from components.compute import next_token_probs
 from components.model import require_lm, selected_key
+from components.nav import ensure_frame
 from components.training_views import (
     FT_STATE,
     FineTuneRun,
@@ -41,6 +42,7 @@ DEFAULT_A = "The capital of France is Paris."
 DEFAULT_B = "I don't know. Look it up yourself."
 LEARNING_RATES = (0.001, 0.003, 0.01)
 
+ensure_frame()
 st.title("Fine-tuning, instruction tuning and RLHF")
 st.markdown(
     "After pretraining, a model is **fine-tuned**: trained a little more, with the same next-token loss, on a small "

@@ -8,12 +8,14 @@ from components.charts import probability_bars
 from components.compute import next_token_probs
 from components.landscape import VIEWS, map_figure, modality_figure, modality_table, page_links, status_text
 from components.model import require_lm
+from components.nav import ensure_frame
 from components.ui import csv_download, illustration_note, show_chart
 from engine.landscape import HIERARCHY, MODALITIES, QUIZ, ancestors, children, level
 from engine.predict import top_candidates
 
 QUIZ_PREFIX = "land_q_"
 
+ensure_frame()
 st.title("The generative-AI map")
 st.markdown(
     "Where do LLMs sit? Each ring of the field sits inside a bigger one: **AI ⊃ machine learning ⊃ deep learning ⊃ "

@@ -10,7 +10,7 @@ import streamlit as st
 from components import ml_views as mv
 from components.charts import probability_bars, token_label
 from components.model import require_lm
-from components.nav import available_pages
+from components.nav import available_pages, ensure_frame
 from components.ui import (
     clean_text,
     csv_download,
@@ -26,6 +26,7 @@ from engine.predict import top_candidates
 SENTENCE_LIMIT = 500
 REVIEW_LIMIT = 1500
 
+ensure_frame()
 st.title("From ML to LLMs")
 st.markdown(
     "You already know supervised ML: **regression** predicts a number, **classification** predicts a label, and both "

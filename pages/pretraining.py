@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from components.model import require_lm, selected_key
+from components.nav import ensure_frame
 from components.training_views import (
     STEP_LRS,
     baseline_figure,
@@ -26,6 +27,7 @@ DEFAULT_TEXT = (
 )
 DEFAULT_STEP_TEXT = "The Eiffel Tower is in Paris, the capital of France."
 
+ensure_frame()
 st.title("Pretraining: learning to predict the next token")
 st.markdown(
     "Training an LLM happens in two stages. **Pretraining** comes first: the model reads a huge amount of text "

@@ -7,6 +7,7 @@ from components import prompt_views as pv
 from components.charts import probability_bars
 from components.compute import next_token_probs
 from components.model import require_lm, selected_key
+from components.nav import ensure_frame
 from components.tokens import token_chips
 from components.ui import clean_text, csv_download, esc, show_chart
 from engine.predict import top_candidates
@@ -40,6 +41,7 @@ def show_value_error(err: ValueError) -> None:
     st.warning(str(err), icon=":material/warning:")
 
 
+ensure_frame()
 st.title("Prompts & chat")
 st.markdown(
     "The post calls a **prompt** *the input text you give to get a specific response*, and **prompt engineering** a "
@@ -97,8 +99,8 @@ else:
         )
         st.caption(
             "Special tokens: "
-            + ", ".join(f"`{t}` = id {i}" for t, i in lm.special_tokens().items())
-            + ". `↵` is a newline, `·` a space."
+            + ", ".join(f"`{t}` = id {i}" for t, i in lm.special_tokens().items() if i in rendered.ids)
+            + ". `↵` is a newline, `·` a space. Hover a chip to see which kind it is."
         )
         if rendered.default_system is not None:
             st.info(
@@ -244,6 +246,7 @@ with box:
     for m in history:
         with st.chat_message(m["role"]):
             st.text(m["content"])
+    new_area = st.container()  # the exchange being generated appears above the input box, after the history
     full = turns >= pv.MAX_CHAT_TURNS
     prompt = st.chat_input(
         "Conversation full: reset to start again" if full else "Your message", key="pr_chat_input", max_chars=1000,
@@ -252,9 +255,9 @@ with box:
     if prompt is not None and not full:
         msg, _ = clean_text(prompt, limit=1000)
         if not msg.strip():
-            st.caption(":material/info: Empty message ignored.")
+            new_area.caption(":material/info: Empty message ignored.")
         else:
-            with st.chat_message("user"):
+            with new_area.chat_message("user"):
                 st.text(msg)
             convo = ([{"role": "system", "content": chat_system}] if chat_system.strip() else []) + history + [
                 {"role": "user", "content": msg}
@@ -262,13 +265,14 @@ with box:
             try:
                 kept, dropped = trim_history(lm, convo, pv.MAX_CHAT_TOKENS)
             except ValueError as err:
-                show_value_error(err)
+                with new_area:
+                    show_value_error(err)
             else:
                 if dropped:
-                    st.caption(f":material/info: {dropped} oldest message(s) no longer fit and were left out.")
+                    new_area.caption(f":material/info: {dropped} oldest message(s) no longer fit and were left out.")
                 ids = lm.encode(lm.chat_prompt(kept))
                 stream = lm.generate_stream(ids, max_new, temperature=temperature, top_k=0, top_p=1.0, seed=0)
-                with st.chat_message("assistant"):
+                with new_area.chat_message("assistant"):
                     reply = st.write_stream(step.text for step in stream)
                 reply = reply if isinstance(reply, str) else "".join(map(str, reply))
                 history.append({"role": "user", "content": msg})

@@ -22,8 +22,8 @@ def test_default_page_shows_limit_forgetting_and_sliding_window():
     assert_no_exception(at)
     assert _metric(at, "Tokens in your text") == ["33"]
     assert any("8,192 tokens" in m.value for m in at.markdown)  # the real limit, read from the config
-    gauge = chart_specs(at)[0]["data"][0]
-    assert gauge["type"] == "indicator" and gauge["value"] == 33 and gauge["gauge"]["axis"]["range"][1] == 8192
+    used, free = chart_specs(at)[0]["data"]
+    assert used["x"] == [33] and free["x"] == [8192 - 33]  # the gauge: used vs free of the real window
     full, cut = (_pct(v) for v in _metric(at, "p('Ada'"))
     assert full > 0.1 and cut < 0.01  # the fact is forgotten once it leaves the 16-token window
     assert any("last **16** tokens; **17** slid out" in c.value for c in at.caption)

@@ -60,6 +60,8 @@ def test_default_page_map_table_and_live_checks(page):
     df = table(at)
     assert len(df) == sum(len(m.families) for m in MODALITIES)
     assert set(df.loc[df["In this app"] == "Live", "Domain"]) == {"Text", "Code"}
+    gan = df[df["Model family"] == "GAN"].iloc[0]
+    assert gan["Domain"] == "Images" and "Stable Diffusion" not in gan["Examples"]  # examples per family
     assert "Images, Audio, Video, 3D / Design" in md and "no image, audio, video or 3D model runs here" in md
     assert specs["land_modalities"]["data"][0]["type"] == "sunburst"
     # Live checks from the real model: prose and code through the same next-token head.

@@ -13,13 +13,8 @@ STEM = "ml_to_llm"
 
 
 def open_page(query: dict[str, str] | None = None):
-    """The page after ``app_page`` plus one more run.
-
-    In AppTest the first run after ``switch_page`` sees the shared ``prompt`` text area as empty (the home page's
-    widget of the same key was just removed); the next run has the real value, as a browser session does.
-    """
+    """The page opened like a deep link (``app_page``), optionally seeded from the URL."""
     at = app_page(STEM, query=query)
-    at.run()
     return at
 
 
