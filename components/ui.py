@@ -85,7 +85,7 @@ def prompt_input(
     # new page with no URL parameter would fall back to that default, so restore the session's last value first:
     # that is how one prompt travels from page to page.
     carry = f"_carry_{key}"
-    if key not in st.session_state or (st.session_state[key] in ("", None) and st.session_state.get(carry)):
+    if key not in st.session_state:
         st.session_state[key] = st.session_state.get(carry, default)
     raw = st.text_area(label, value=default, key=key, height=height, help=help, bind="query-params")
     st.session_state[carry] = raw

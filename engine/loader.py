@@ -192,9 +192,15 @@ def load_pretrained(
                     spec, source = resolve_source(explicit)
         if model is None:
             report(0.9, "Loading the model…")
-            tokenizer = AutoTokenizer.from_pretrained(source.location)
+            # Read the offline switch now (huggingface_hub reads it once at import): no network attempt when set.
+            offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+            tokenizer = AutoTokenizer.from_pretrained(source.location, local_files_only=offline)
             model = AutoModelForCausalLM.from_pretrained(
-                source.location, dtype=torch.float32, attn_implementation="eager", trust_remote_code=False
+                source.location,
+                dtype=torch.float32,
+                attn_implementation="eager",
+                trust_remote_code=False,
+                local_files_only=offline,
             )
     except ModelLoadError:
         raise

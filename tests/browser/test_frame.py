@@ -46,3 +46,29 @@ def test_deep_link_on_fresh_server_has_no_page_not_found_modal(browser):
         rp.page.context.close()
     finally:
         stop_server(proc)
+
+
+def test_prompt_travels_from_page_to_page(page):
+    """Type the prompt once on Home, follow it to Next-token and Attention through the sidebar."""
+    pg = page.page
+    pg.goto(page.base + "/")
+    wait_for_app(pg, "Try it: what comes next?")
+    box = pg.locator('[data-testid="stMain"] textarea').first
+    box.fill("The capital of Italy is")
+    box.press("Control+Enter")
+    wait_for_app(pg, "Most likely next token: ' Rome'")
+    for title in ("Next-token prediction", "Attention & Transformers"):
+        pg.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title).click()
+        wait_for_app(pg, title)
+        assert pg.locator('[data-testid="stMain"] textarea').first.input_value() == "The capital of Italy is"
+        assert "prompt=The+capital+of+Italy+is" in pg.url  # and the link to this view carries it
+    _assert_clean(page)
+
+
+def test_default_prompt_is_kept_when_switching_pages(page):
+    pg = page.page
+    pg.goto(page.base + "/")
+    wait_for_app(pg, "Try it: what comes next?")
+    pg.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Next-token prediction").click()
+    wait_for_app(pg, "Next-token prediction")
+    assert pg.locator('[data-testid="stMain"] textarea').first.input_value() == "The capital of France is"

@@ -10,8 +10,22 @@ from tests.browser.conftest import SCREENSHOTS, full_screenshot, wait_for_app
 
 pytestmark = pytest.mark.browser
 
-#: The main control of each page: (widget label to find, text to type). Text areas get Ctrl+Enter to apply.
-MAIN_CONTROL: dict[str, tuple[str, str]] = {}
+#: The main control of each page: (text box label, text to type, text expected on the page afterwards or None).
+#: Text areas are applied with Ctrl+Enter, one-line inputs with Enter.
+MAIN_CONTROL: dict[str, tuple[str, str, str | None]] = {
+    "home": ("Prompt", "The capital of Italy is", "Most likely next token: ' Rome'"),
+    "ml_to_llm": ("Prompt", "The capital of Italy is", None),
+    "next_token": ("Prompt", "The capital of Italy is", None),
+    "attention": ("Prompt", "The cat sat on the mat", None),
+    "pretraining": ("Text to score", "The cat sat on the mat.", None),
+    "fine_tuning": ("Probe prompt (what we ask afterwards)", "Our school mascot is a", None),
+    "tokenization": ("Text (updates as you type)", "Hello world 😀", None),
+    "embeddings": ("Word", "queen", None),
+    "context_window": ("Text", "My name is Bob. I like tea. What is my name? Your name is", None),
+    "temperature": ("Prompt", "Once upon a time", None),
+    "prompts": ("User message", "What is the capital of Italy?", None),
+    "evaluation": ("Text A", "The sun rises in the east.", None),
+}
 
 
 def _assert_clean(rp) -> None:
@@ -31,13 +45,15 @@ def test_page_renders_and_main_control_works(page, stem):
     _assert_clean(page)
     full_screenshot(page.page, SCREENSHOTS / f"{stem}.png")
     if stem in MAIN_CONTROL:
-        label, text = MAIN_CONTROL[stem]
-        box = page.page.get_by_label(label).first
+        label, text, expected = MAIN_CONTROL[stem]
+        box = page.page.locator('[data-testid="stMain"]').get_by_role("textbox", name=label).first
         box.fill(text)
-        box.press("Control+Enter")
-        page.page.wait_for_timeout(500)
-        wait_for_app(page.page, target.title)
+        is_area = box.evaluate("el => el.tagName") == "TEXTAREA"
+        box.press("Control+Enter" if is_area else "Enter")
+        page.page.wait_for_timeout(800)
+        wait_for_app(page.page, expected or target.title)
         _assert_clean(page)
+        assert box.input_value() == text
 
 
 @pytest.mark.parametrize("stem", [p.stem for p in available_pages()])
