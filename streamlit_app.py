@@ -8,10 +8,17 @@ import streamlit as st
 
 from components.model import sidebar_model_card
 from components.nav import build_navigation, guided_path_footer, mark_frame_ran
-from components.ui import PRESENT_KEY, apply_presentation_css, share_link_box
+from components.ui import (
+    PRESENT_KEY,
+    apply_presentation_css,
+    notice_rejected_link_params,
+    remember_link_params,
+    share_link_box,
+)
 
 st.set_page_config(page_title="LLM Explainer", page_icon=str(Path(__file__).parent / "static" / "favicon.png"), layout="wide")
 
+remember_link_params()
 sections, by_stem = build_navigation()
 page = st.navigation(sections, position="sidebar")
 
@@ -29,3 +36,4 @@ mark_frame_ran()
 page.run()
 guided_path_footer(page.url_path or "home", by_stem)
 share_link_box()
+notice_rejected_link_params()

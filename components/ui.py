@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import io
+import math
 import re
 
 import pandas as pd
@@ -157,3 +158,57 @@ def share_link_box() -> None:
     with st.sidebar.popover("Share this view", icon=":material/link:", width="stretch"):
         st.caption("This link reopens the page with the same prompt and settings. Use the copy icon.")
         st.code(current_view_url(), language=None, wrap_lines=True)
+
+
+_LINK_PARAMS = "_llmx_link_params"
+
+
+def _non_finite_number(value: str) -> bool:
+    try:
+        return not math.isfinite(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def _drop_link_param(key: str) -> None:
+    """Forget one parameter of the link, both in the URL and in the values widgets are seeded from."""
+    del st.query_params[key]
+    try:  # the seeding copy is internal to Streamlit: if its shape changes, only this workaround is lost
+        from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+        get_script_run_ctx().session_state._state.query_params._initial_query_params.pop(key, None)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def remember_link_params() -> None:
+    """Before the page runs: remember the query parameters a session arrived with (its shared link).
+
+    Values that parse as non-finite numbers (``inf``, ``1e999``, ``nan``) are removed first: Streamlit 1.67's bound
+    integer inputs crash on them (OverflowError) instead of ignoring them like other invalid values.
+    """
+    if _LINK_PARAMS not in st.session_state:
+        st.session_state[_LINK_PARAMS] = st.query_params.to_dict()
+        for key, value in st.session_state[_LINK_PARAMS].items():
+            if _non_finite_number(value):
+                _drop_link_param(key)
+
+
+def notice_rejected_link_params() -> None:
+    """After the page ran: widgets drop URL values they cannot use (wrong type, out of range, unknown option).
+
+    Say so once, briefly, so a teacher whose link was mangled knows the page fell back to its defaults.
+    """
+    arrived = st.session_state.get(_LINK_PARAMS)
+    if not arrived:
+        return
+    st.session_state[_LINK_PARAMS] = {}
+    now = st.query_params.to_dict()
+    # A value a widget accepted stays in the URL unchanged; one it rejected or corrected is gone or different.
+    rejected = sorted(k for k, v in arrived.items() if now.get(k) != v)
+    if rejected:
+        names = ", ".join(k[:30] for k in rejected[:5])
+        st.toast(
+            f"Some settings in the link could not be used, so the page shows its defaults for them: {names}.",
+            icon=":material/link_off:",
+        )

