@@ -16,7 +16,14 @@ from components.ui import (
     share_link_box,
 )
 
-st.set_page_config(page_title="LLM Explainer", page_icon=str(Path(__file__).parent / "static" / "favicon.png"), layout="wide")
+# A presentation link opens with the sidebar folded away: less chrome on a projector.
+_presenting = st.session_state.get(PRESENT_KEY, str(st.query_params.get(PRESENT_KEY, "")).lower() == "true")
+st.set_page_config(
+    page_title="LLM Explainer",
+    page_icon=str(Path(__file__).parent / "static" / "favicon.png"),
+    layout="wide",
+    initial_sidebar_state="collapsed" if _presenting else "auto",
+)
 
 remember_link_params()
 sections, by_stem = build_navigation()

@@ -36,14 +36,18 @@ def apply_presentation_css() -> None:
         return
     st.html(
         """<style>
-        html, body, [data-testid="stAppViewContainer"] { font-size: 22px; }
-        [data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownContainer"] li { font-size: 1.35rem; line-height: 1.5; }
-        [data-testid="stMarkdownContainer"] h1 { font-size: 3rem; }
-        [data-testid="stMarkdownContainer"] h2 { font-size: 2.3rem; }
-        [data-testid="stMarkdownContainer"] h3 { font-size: 1.8rem; }
-        [data-testid="stWidgetLabel"] p { font-size: 1.25rem; font-weight: 600; }
-        textarea, input { font-size: 1.3rem !important; }
-        [data-testid="stCaptionContainer"] { font-size: 1.1rem; color: inherit; opacity: 0.9; }
+        html { font-size: 20px; }
+        [data-testid="stMain"] [data-testid="stMarkdownContainer"] p,
+        [data-testid="stMain"] [data-testid="stMarkdownContainer"] li { font-size: 1.35rem; line-height: 1.5; }
+        [data-testid="stMain"] h1 { font-size: 3.2rem; }
+        [data-testid="stMain"] h2 { font-size: 2.4rem; }
+        [data-testid="stMain"] h3 { font-size: 1.9rem; }
+        [data-testid="stMain"] [data-testid="stWidgetLabel"] p { font-size: 1.3rem; font-weight: 600; }
+        [data-testid="stMain"] textarea, [data-testid="stMain"] input { font-size: 1.35rem !important; }
+        [data-testid="stMain"] [data-testid="stCaptionContainer"],
+        [data-testid="stMain"] [data-testid="stCaptionContainer"] p { font-size: 1.15rem; opacity: 0.95; }
+        [data-testid="stMain"] [data-testid="stMetricValue"] { font-size: 2.6rem; }
+        [data-testid="stMain"] [data-testid="stDataFrame"] { font-size: 1.2rem; }
         [data-testid="stHeader"], [data-testid="stToolbar"], footer { display: none; }
         .block-container { padding-top: 1rem; max-width: 100%; }
         .llmx-chip { font-size: 1.4rem !important; }
@@ -106,9 +110,16 @@ def style_fig(fig: go.Figure, height: int | None = None) -> go.Figure:
     scale = font_scale()
     fig.update_layout(
         font=dict(size=round(13 * scale)),
+        uniformtext=dict(minsize=round(10 * scale), mode="show"),
         margin=dict(l=10, r=10, t=40 if fig.layout.title.text else 10, b=10),
         hoverlabel=dict(font_size=round(13 * scale)),
     )
+    if scale != 1.0:
+        # Streamlit's plotly theme sets axis and legend fonts itself: scale them explicitly.
+        size = round(12 * scale)
+        fig.update_xaxes(tickfont_size=size, title_font_size=size + 2)
+        fig.update_yaxes(tickfont_size=size, title_font_size=size + 2)
+        fig.update_layout(legend_font_size=size, title_font_size=size + 6)
     if height is not None:
         fig.update_layout(height=round(height * (1.25 if presentation_mode() else 1.0)))
     return fig
