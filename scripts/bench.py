@@ -27,18 +27,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 #: exists are measured. Keys are the pages' own widget keys.
 RERUN_ACTIONS: dict[str, tuple[str, str, list]] = {
     "home": ("toggle", "present", [True, False]),
+    "ml_to_llm": ("slider", "ml_topk", [5, 12, 8]),
     "next_token": ("slider", "nt_k", [5, 20, 10]),
-    "temperature": ("slider", "temp_T", [0.5, 1.5, 1.0]),
-    "tokenization": ("toggle", "tok_ws", [True, False]),
-    "embeddings": ("selectbox", "emb_method", ["PCA 3D", "PCA 2D"]),
-    "attention": ("slider", "att_layer", [3, 10, 20]),
-    "context_window": ("slider", "ctx_window", [32, 64, 128]),
-    "prompts": ("toggle", "pr_show_tokens", [True, False]),
-    "pretraining": ("radio", "pt_view", ["chart", "text"]),
-    "fine_tuning": ("slider", "ft_topk", [5, 10]),
-    "evaluation": ("slider", "ev_maxn", [2, 4]),
-    "ml_to_llm": ("slider", "ml_noise", [0.5, 1.0]),
-    "genai_landscape": ("radio", "land_view", ["Icicle", "Sunburst"]),
+    "attention": ("slider", "at_layer", [3, 10, 20]),
+    "pretraining": ("select_slider", "pt_lr", [0.3, 0.1]),
+    "fine_tuning": ("radio", "ft_pick", ["B", "A"]),
+    "tokenization": ("toggle", "tok_markers", [True, False]),
+    "embeddings": ("slider", "emb_layer", [3, 10, 20]),
+    "context_window": ("slider", "cw_window", [32, 64, 16]),
+    "temperature": ("slider", "tmp_t", [0.5, 1.5, 1.0]),
+    "prompts": ("selectbox", "pr_preset", None),
+    "evaluation": ("text_area", "ev_cand", ["The cat sleeps on the sofa.", "A cat is sleeping on the couch."]),
+    "genai_landscape": ("segmented_control", "land_show", ["Live here", "Described only", "All"]),
 }
 
 
@@ -89,15 +89,10 @@ def measure_forward(lm) -> dict:
 def measure_generation(lm) -> dict:
     ids = lm.encode("Once upon a time, in a small village by the sea,")
     out = {}
-    for label, fast in (("gen_tok_s", True), ("gen_tok_s_fp32", False)):
-        kwargs = {"fast": True} if fast and "fast" in lm.generate_stream.__code__.co_varnames else {}
-        if fast and not kwargs:
-            continue
-        list(lm.generate_stream(ids, 4, **kwargs))  # warm-up (builds the fast path once)
-        t = time.perf_counter()
-        n = sum(1 for _ in lm.generate_stream(ids, 64, stop_at_eos=False, **kwargs))
-        out[label] = n / (time.perf_counter() - t)
-    out.setdefault("gen_tok_s", out.get("gen_tok_s_fp32"))
+    list(lm.generate_stream(ids, 4))  # warm-up
+    t = time.perf_counter()
+    n = sum(1 for _ in lm.generate_stream(ids, 64, stop_at_eos=False))
+    out["gen_tok_s"] = n / (time.perf_counter() - t)
     return out
 
 
@@ -148,6 +143,8 @@ def measure_reruns(reps: int) -> dict:
             continue
         kind, key, values = action
         at = app_page(page.stem)
+        if values is None:  # a selectbox: cycle through its own options
+            values = list(getattr(at, kind)(key=key).options)
         try:
             getattr(at, kind)(key=key)
         except Exception as exc:  # noqa: BLE001

@@ -73,5 +73,9 @@ async def run_many(base_url: str, pages: list[str], query_strings: list[str] | N
 
 def run_many_sync(base_url: str, pages: list[str], query_strings: list[str] | None = None,
                   timeout: float = 120.0) -> list[SessionResult]:
-    """Blocking wrapper around :func:`run_many`."""
-    return asyncio.run(run_many(base_url, pages, query_strings, timeout))
+    """Blocking wrapper around :func:`run_many`; runs its own event loop in a worker thread, so it also works where
+    a loop is already running (e.g. next to Playwright's sync API)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, run_many(base_url, pages, query_strings, timeout)).result()
