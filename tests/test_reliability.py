@@ -49,8 +49,11 @@ def test_bad_input_matrix(stem, kind):
     at = app_page(stem, query={MAIN_TEXT_KEY[stem]: BAD_TEXTS[kind]})
     assert_no_exception(at)
     assert not at.main.error or all("No language model" not in e.value for e in at.main.error)
-    # the page still renders its title and the guided-path footer (the script ran to the end)
-    assert at.title and any("Step " in c.value for c in at.caption)
+    # the page still renders: either to its end (the guided-path footer) or up to a clear message about the input
+    assert at.title
+    ran_to_end = any("Step " in c.value for c in at.caption)
+    said_why = len(at.info) + len(at.warning) + len(at.main.error) > 0
+    assert ran_to_end or said_why
 
 
 HOSTILE_VALUES = ["NaN", "inf", "-1e309", "99999999999999999999", "../../etc/passwd", "<script>alert(1)</script>",
