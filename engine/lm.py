@@ -93,8 +93,8 @@ class CallStats:
 
 
 @lru_cache(maxsize=1)
-def _byte_decoder() -> dict[str, int]:
-    """Inverse of GPT-2's byte→printable-character map used by byte-level BPE vocabularies."""
+def byte_decoder() -> dict[str, int]:
+    """GPT-2's printable character → byte map, used to read byte-level BPE vocabulary entries (``Ġ`` → 0x20)."""
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     cs = bs[:]
     n = 0
@@ -179,7 +179,7 @@ class LanguageModel:
         raw = self.raw_token(token_id)
         if int(token_id) in self._special_ids:
             return raw.encode("utf-8")
-        table = _byte_decoder()
+        table = byte_decoder()
         if all(ch in table for ch in raw):
             return bytes(table[ch] for ch in raw)
         return raw.encode("utf-8")

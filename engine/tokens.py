@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from engine.lm import LanguageModel
+from engine.lm import LanguageModel, byte_decoder
 
 
 @dataclass(frozen=True)
@@ -140,16 +140,8 @@ def round_trip(lm: LanguageModel, text: str) -> bool:
 
 @lru_cache(maxsize=1)
 def _byte_encoder() -> dict[int, str]:
-    """GPT-2's byte → printable character map (the inverse of the one in :mod:`engine.lm`)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(bs, cs)}
+    """GPT-2's byte → printable character map (the inverse of :func:`engine.lm.byte_decoder`)."""
+    return {b: ch for ch, b in byte_decoder().items()}
 
 
 def byte_level_form(text: str) -> str:
