@@ -59,3 +59,13 @@ def chart_specs(at) -> list[dict]:
     import json
 
     return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def metric_value(at, label: str) -> str:
+    """The displayed value of the ``st.metric`` with ``label``."""
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def html_text(at) -> str:
+    """All ``st.html`` bodies on the page, joined (token chips, surprise views)."""
+    return " ".join(h.proto.body for h in at.get("html"))

@@ -8,14 +8,8 @@ from components.eval_views import TASK_TEMPLATE
 from engine.evaluation import first_line, greedy_generate, sentence_bleu
 from engine.scoring import score_text
 from tests.conftest import app_page, assert_no_exception, chart_specs
-
-
-def _metric(at, label):
-    return next(m.value for m in at.metric if m.label == label)
-
-
-def _html(at):
-    return " ".join(h.proto.body for h in at.get("html"))
+from tests.conftest import html_text as _html
+from tests.conftest import metric_value as _metric
 
 
 @pytest.fixture(scope="module")
