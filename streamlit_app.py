@@ -39,7 +39,7 @@ with st.sidebar:
 apply_presentation_css()
 sidebar_model_card()
 
-mark_frame_ran()
+mark_frame_ran(page.url_path)
 page.run()
 guided_path_footer(page.url_path or "home", by_stem)
 share_link_box()

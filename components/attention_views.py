@@ -16,7 +16,14 @@ import torch
 from plotly.subplots import make_subplots
 
 from components.charts import ACCENT, MUTED, token_label, unique_labels
-from engine.attention import AttentionRun, GeneratedAttention, generated_attention, run_attention
+from engine.attention import (
+    AttentionRun,
+    GeneratedAttention,
+    HeadArithmetic,
+    generated_attention,
+    head_arithmetic,
+    run_attention,
+)
 from engine.logit_lens import LensResult, logit_lens
 
 #: Most tokens this page reads (attentions grow with tokens²: 30 layers × 9 heads × 128² floats ≈ 18 MB per text).
@@ -75,6 +82,12 @@ def generation(model_key: str, text: str, new_tokens: int) -> GeneratedAttention
     """Greedy continuation of ``text`` and the attention that chose each new token (shared across sessions)."""
     lm = _load(model_key)
     return generated_attention(lm, _ids_for(lm, text), max(1, min(int(new_tokens), MAX_GEN_TOKENS)))
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def head_by_hand(model_key: str, text: str, layer: int, head: int, n_tokens: int) -> HeadArithmetic:
+    """One head recomputed from the real weights on the first ``n_tokens`` tokens (cached; no forward pass)."""
+    return head_arithmetic(_load(model_key), attention_run(model_key, text), layer, head, n_tokens)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)

@@ -119,6 +119,96 @@ def context_projection(model_key: str, word: str, a: tuple[str, ...], b: tuple[s
     return emb.project(result.vectors[layer], method="pca", dims=2)
 
 
+#: Most tokens of the shared prompt compared on the page (a heatmap beyond this is unreadable).
+MAX_PROMPT_TOKENS = 48
+
+
+@dataclass(frozen=True)
+class PromptVectors:
+    """The first tokens of a prompt as vectors after every layer, compared with each other.
+
+    Attributes:
+        ids: The token ids compared (at most :data:`MAX_PROMPT_TOKENS`).
+        total: How many tokens the whole prompt has.
+        pieces: Readable text of each compared token.
+        sims: ``[L+1, T, T]`` cosine similarity between the tokens' vectors at each layer (entry 0 = the lookup table
+            rows, the last entry is after the final norm).
+        norms: ``[L+1, T]`` length of each token's vector at each layer.
+    """
+
+    ids: tuple[int, ...]
+    total: int
+    pieces: list[str]
+    sims: np.ndarray
+    norms: np.ndarray
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _prompt_vectors(model_key: str, ids: tuple[int, ...], total: int) -> PromptVectors:
+    lm = _lm(model_key)
+    # A left-to-right model: the first T tokens' vectors do not depend on anything after them, so running only the
+    # tokens shown gives exactly the vectors a run over the whole prompt would.
+    hidden = lm.forward(list(ids), hidden_states=True).hidden_states.float()  # [L+1, T, D]
+    sims = torch.stack([emb.cosine_matrix(h) for h in hidden]).numpy()  # [L+1, T, T]
+    norms = hidden.norm(dim=-1).numpy()  # [L+1, T]
+    return PromptVectors(ids=ids, total=total, pieces=lm.token_texts(ids), sims=sims, norms=norms)
+
+
+def prompt_vectors(model_key: str, text: str) -> PromptVectors:
+    """The first :data:`MAX_PROMPT_TOKENS` tokens of ``text`` after every layer: one cached forward pass.
+
+    Every layer is then a slice of the cached result, so choosing a layer never runs the model again.
+
+    Raises:
+        ValueError: If the text has no tokens; the message is ready to show.
+    """
+    ids = _prompt_ids(model_key, text)
+    if not ids:
+        raise ValueError("The prompt has no tokens.")
+    return _prompt_vectors(model_key, ids[:MAX_PROMPT_TOKENS], len(ids))
+
+
+@st.cache_resource(show_spinner=False, max_entries=256)
+def _prompt_ids(model_key: str, text: str) -> tuple[int, ...]:
+    return tuple(_lm(model_key).encode(text))
+
+
+def repeated_token(pv: PromptVectors) -> tuple[int, int] | None:
+    """The first two positions holding the same token id, or ``None``."""
+    seen: dict[int, int] = {}
+    for pos, token_id in enumerate(pv.ids):
+        if token_id in seen:
+            return seen[token_id], pos
+        seen[token_id] = pos
+    return None
+
+
+def most_similar_pair(
+    pv: PromptVectors, layer: int, skip: set[int] | frozenset[int] = frozenset()
+) -> tuple[int, int] | None:
+    """Positions ``(i, j)``, ``i < j``, of the two different tokens whose vectors at ``layer`` are most alike.
+
+    Pairs of the same token id and positions in ``skip`` are left out; ``None`` when no pair is left.
+    """
+    ids = np.asarray(pv.ids)
+    allowed = ids[:, None] != ids[None, :]  # [T, T] different tokens (this also drops the diagonal)
+    keep = np.array([i not in skip for i in range(len(ids))])
+    allowed &= keep[:, None] & keep[None, :]
+    allowed &= np.triu(np.ones_like(allowed), k=1).astype(bool)
+    if not allowed.any():
+        return None
+    sims = np.where(allowed, pv.sims[layer], -np.inf)
+    i, j = np.unravel_index(int(np.argmax(sims)), sims.shape)
+    return int(i), int(j)
+
+
+def long_vectors(pv: PromptVectors, layer: int, factor: float = 3.0) -> list[tuple[int, float]]:
+    """Positions whose vector at ``layer`` is more than ``factor`` × the median length, with that ratio."""
+    norms = pv.norms[layer]
+    median = float(np.median(norms)) or 1.0
+    return [(int(i), float(norms[i] / median)) for i in np.flatnonzero(norms > factor * median)]
+
+
 # ------------------------------------------------------------------------------------------------ figures
 def vector_figure(rows: np.ndarray, labels: Sequence[str]) -> go.Figure:
     """Each row of the embedding table as a colour strip: one cell per dimension, blue negative, red positive."""

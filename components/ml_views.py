@@ -19,6 +19,7 @@ from components.charts import ACCENT, HIGHLIGHT, MUTED, token_label
 from components.model import load_model, selected_key
 from engine import ml_basics as mb
 from engine.lm import MAX_INPUT_TOKENS
+from engine.predict import Distribution, distribution
 
 CLASS_COLOURS = ("#4c6ef5", "#f76707", "#2f9e44")
 XLIM = (-5.5, 5.5)
@@ -58,11 +59,16 @@ class HeadSummary:
     """What the page shows of the next-token head for one prompt (plain values plus the ``[V]`` probabilities)."""
 
     n_tokens: int
-    probs: torch.Tensor  # [V]
+    dist: Distribution  # p(next token) over all V tokens, with its top candidates ready
     weight_shape: tuple[int, int]
     hidden_size: int
     max_abs_diff: float
     has_bias: bool
+
+    @property
+    def probs(self) -> torch.Tensor:
+        """``[V]`` next-token probabilities."""
+        return self.dist.probs
 
 
 def _check_len(ids: list[int], what: str) -> None:
@@ -78,8 +84,7 @@ def _head(model_key: str, text: str) -> HeadSummary:
     ids = lm.encode(text)
     _check_len(ids, "prompt")
     hc = mb.next_token_head(lm, ids)
-    probs = torch.softmax(hc.logits.double(), dim=-1).float()  # [V]
-    return HeadSummary(len(ids), probs, hc.weight_shape, int(hc.hidden.shape[0]), hc.max_abs_diff, hc.has_bias)
+    return HeadSummary(len(ids), distribution(lm, hc.logits), hc.weight_shape, int(hc.hidden.shape[0]), hc.max_abs_diff, hc.has_bias)
 
 
 def head_summary(text: str) -> HeadSummary:

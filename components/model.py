@@ -6,6 +6,8 @@ one clear message (why, and how to fix it) and stops, with no traceback.
 
 from __future__ import annotations
 
+import gc
+
 import streamlit as st
 
 from engine.lm import LanguageModel
@@ -34,7 +36,23 @@ def selected_key() -> str:
     return choose_key(st.session_state.get(MODEL_KEY))
 
 
+#: Keys whose model this process has loaded: later reruns skip the source lookup (file-system checks) entirely.
+_LOADED: set[str] = set()
+
+
 def _load_with_progress(key: str) -> LanguageModel:
+    if key in _LOADED:
+        return load_model(key)
+    lm = _load_with_first_progress(key)
+    _LOADED.add(key)
+    # Everything alive now (torch, transformers, plotly, the model's modules) lives as long as the server: move it
+    # out of the garbage collector's generations so later full collections do not walk it again (they run while
+    # holding the GIL, which every session shares).
+    gc.freeze()
+    return lm
+
+
+def _load_with_first_progress(key: str) -> LanguageModel:
     _spec, source = resolve_source(key)
     if source.kind == "cache":
         return load_model(key)

@@ -7,6 +7,7 @@ a server start whenever the two differ.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,9 +69,17 @@ PAGES: tuple[PageDef, ...] = (
 )
 
 
+@functools.cache
+def _existing_pages() -> tuple[PageDef, ...]:
+    return tuple(p for p in PAGES if p.path.is_file())
+
+
 def available_pages() -> list[PageDef]:
-    """Registered pages whose file exists (every page exists on main; tests check it)."""
-    return [p for p in PAGES if p.path.is_file()]
+    """Registered pages whose file exists (every page exists on main; tests check it).
+
+    Checked once per process: the frame asks on every rerun of every session.
+    """
+    return list(_existing_pages())
 
 
 def build_navigation() -> tuple[dict[str, list], dict[str, object]]:
@@ -118,9 +127,14 @@ def guided_path_footer(stem: str, by_stem: dict[str, object]) -> None:
 FRAME_FLAG = "_llmx_frame"
 
 
-def mark_frame_ran() -> None:
-    """Called by the entry script before it runs a page."""
+#: Session key holding the URL path of the page this run shows (set by the frame before the page runs).
+CURRENT_PAGE = "_current_page"
+
+
+def mark_frame_ran(url_path: str = "") -> None:
+    """Called by the entry script before it runs a page (``url_path``: the page about to run)."""
     st.session_state[FRAME_FLAG] = True
+    st.session_state[CURRENT_PAGE] = url_path or "home"
 
 
 def ensure_frame() -> None:

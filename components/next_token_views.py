@@ -11,13 +11,13 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 import streamlit as st
-import torch
 
 from components.charts import ACCENT, HIGHLIGHT, token_label, unique_labels
+from components.compute import distribution_for_ids, prompt_ids
 from components.model import load_model, selected_key
 from engine.generation import BatchSample, sample_continuations
-from engine.lm import MAX_INPUT_TOKENS, LanguageModel
-from engine.predict import continuation_probs
+from engine.lm import LanguageModel
+from engine.predict import Probe, continuation_probs, probe
 
 #: Temperatures drawn together on the overlay chart (the current slider value is added).
 OVERLAY_TEMPERATURES = (0.5, 1.0, 2.0)
@@ -38,36 +38,18 @@ def md_escape(text: str) -> str:
 
 # ------------------------------------------------------------------------------------------------ cached model calls
 def encode_prompt(lm: LanguageModel, text: str) -> list[int]:
-    """Token ids of a prompt, or a ``ValueError`` whose message is ready to show."""
-    if not text.strip():
-        raise ValueError("The prompt is empty.")
-    ids = lm.encode(text)
-    if not ids:
-        raise ValueError("The prompt has no tokens.")
-    if len(ids) > MAX_INPUT_TOKENS:
-        raise ValueError(
-            f"The prompt is {len(ids):,} tokens long; this page reads at most {MAX_INPUT_TOKENS:,}. Shorten it."
-        )
-    return ids
+    """Token ids of a prompt (cached), or a ``ValueError`` whose message is ready to show."""
+    return list(prompt_ids(text, lm.spec.key))
 
 
-@st.cache_resource(show_spinner=False, max_entries=512)
-def _logits_for_ids(model_key: str, ids: tuple[int, ...]) -> torch.Tensor:
-    return load_model(model_key).next_token_logits(list(ids))
+@st.cache_resource(show_spinner=False, max_entries=256)
+def _probe(model_key: str, ids: tuple[int, ...], text: str) -> Probe | None:
+    return probe(load_model(model_key), distribution_for_ids(ids).probs, text)
 
 
-def logits_for_ids(ids: Sequence[int]) -> torch.Tensor:
-    """``[V]`` next-token logits after ``ids`` (cached across reruns and sessions).
-
-    Raises:
-        ValueError: If ``ids`` is empty or longer than :data:`engine.lm.MAX_INPUT_TOKENS`.
-    """
-    ids = tuple(int(i) for i in ids)
-    if not ids:
-        raise ValueError("The prompt is empty.")
-    if len(ids) > MAX_INPUT_TOKENS:
-        raise ValueError(f"The text is now {len(ids):,} tokens; this page reads at most {MAX_INPUT_TOKENS:,}.")
-    return _logits_for_ids(selected_key(), ids)
+def cached_probe(ids: Sequence[int], text: str) -> Probe | None:
+    """Where ``text``'s first token ranks after ``ids`` (see :func:`engine.predict.probe`; cached)."""
+    return _probe(selected_key(), tuple(int(i) for i in ids), text)
 
 
 @st.cache_resource(show_spinner=False, max_entries=256)

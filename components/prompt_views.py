@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from components.charts import ACCENT, HIGHLIGHT, MUTED
-from components.compute import _next_token_logits
+from components.compute import logits_for_text
 from components.model import load_model
 from engine import prompting
 from engine.lm import MAX_INPUT_TOKENS
@@ -52,7 +52,7 @@ def label_scores(model_key: str, prompt: str, labels: tuple[str, ...]) -> list[p
     """p(label | prompt) for each label on the real model."""
     # The next-token logits come from the shared cache of components.compute (the same forward pass that the
     # next-token charts use), so scoring single-token labels costs no extra pass.
-    logits = _next_token_logits(model_key, prompt)  # raises ValueError past MAX_INPUT_TOKENS
+    logits = logits_for_text(model_key, prompt)  # raises ValueError past MAX_INPUT_TOKENS
     return prompting.label_probabilities(load_model(model_key), prompt, labels, next_logits=logits)
 
 

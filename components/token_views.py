@@ -13,7 +13,7 @@ import streamlit as st
 
 from components.charts import ACCENT, MUTED
 from components.tokens import CHIP_COLOURS
-from components.ui import esc
+from components.ui import DEFAULT_PROMPT, PROMPT_KEY, clean_text, esc
 from engine import tokens as tok
 
 #: Most chips drawn at once (the counts always cover the whole text).
@@ -42,6 +42,68 @@ def vocabulary_summary(model_key: str) -> tok.VocabSummary:
 def compare_texts(model_key: str, items: tuple[tuple[str, str], ...]) -> list[tok.ComparisonRow]:
     """:func:`engine.tokens.compare_texts` (the first item is the reference)."""
     return tok.compare_texts(_lm(model_key), items)
+
+
+# ------------------------------------------------------------------------------------------------ shared prompt
+#: Where :func:`components.ui.prompt_input` keeps the prompt between pages (its ``_carry_<key>`` convention).
+_CARRY = f"_carry_{PROMPT_KEY}"
+
+
+def pending_shared_prompt() -> str:
+    """The shared prompt as the box will show it, read before the box is drawn (session, then link, then carry)."""
+    if PROMPT_KEY in st.session_state:
+        return str(st.session_state[PROMPT_KEY])
+    url = st.query_params.get(PROMPT_KEY)
+    if url is not None:
+        return str(url)
+    return str(st.session_state.get(_CARRY, DEFAULT_PROMPT))
+
+
+def set_shared_prompt(text: str) -> None:
+    """Put ``text`` into the shared prompt from a widget callback (an example, a box switch): every page reads it.
+
+    When the page then draws a different kind of box for the prompt (one line ↔ several), Streamlit would fill the
+    new box from the link the page was opened with, i.e. the previous text; the link's value is dropped for this run
+    so the new box shows ``text`` (the URL is updated from it right after).
+    """
+    st.session_state[PROMPT_KEY] = text
+    st.session_state[_CARRY] = text
+    try:  # internal to Streamlit 1.67 (as in components.ui._drop_link_param): if its shape changes, only this is lost
+        from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+        get_script_run_ctx().session_state._state.query_params._initial_query_params.pop(PROMPT_KEY, None)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+_TYPED = "_tok_live_typed"  # set by the one-line box's on_change: this rerun was caused by typing in it
+
+
+def _typed() -> None:
+    st.session_state[_TYPED] = True
+
+
+def live_prompt_input(label: str, help: str | None = None) -> str:
+    """A one-line box holding the shared prompt that updates as you type (bound to the URL like ``prompt_input``).
+
+    It uses ``prompt_input``'s key and default, so a link's ``?prompt=`` fills it and what is typed here is the prompt
+    every other page reads. The box is a different widget from the other pages' text area, so Streamlit does not
+    hand it the value they left: on every rerun that typing in this box did not cause, the shared prompt is put into
+    it explicitly (a rerun caused by typing keeps the typed value untouched, so no keystroke is overwritten).
+
+    Returns:
+        The cleaned text (notices about cleaning are shown under the box).
+    """
+    if not st.session_state.pop(_TYPED, False):
+        st.session_state[PROMPT_KEY] = pending_shared_prompt()
+    raw = st.text_input(
+        label, value=DEFAULT_PROMPT, key=PROMPT_KEY, live=True, help=help, on_change=_typed, bind="query-params"
+    )
+    st.session_state[_CARRY] = raw
+    text, notes = clean_text(raw)
+    for note in notes:
+        st.caption(f":material/info: {note}")
+    return text
 
 
 # ------------------------------------------------------------------------------------------------ chips

@@ -6,6 +6,7 @@ import html
 import io
 import math
 import re
+from collections.abc import Callable
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -89,11 +90,15 @@ def prompt_input(
     # The widget's default stays constant so the URL only carries edited values. A bound widget that mounts on a
     # new page with no URL parameter would fall back to that default, so restore the session's last value first:
     # that is how one prompt travels from page to page.
-    carry = f"_carry_{key}"
-    if key not in st.session_state:
+    # The box on each page is a new widget: when the page changed since the box was last drawn, seed it with the
+    # carried value (a value in this page's own link still wins when the widget mounts).
+    carry, where = f"_carry_{key}", f"_carry_page_{key}"
+    here = st.session_state.get("_current_page")
+    if key not in st.session_state or (carry in st.session_state and st.session_state.get(where) != here):
         st.session_state[key] = st.session_state.get(carry, default)
     raw = st.text_area(label, value=default, key=key, height=height, help=help, bind="query-params")
     st.session_state[carry] = raw
+    st.session_state[where] = here
     text, notes = clean_text(raw)
     for note in notes:
         st.caption(f":material/info: {note}")
@@ -105,9 +110,10 @@ def empty_text_notice(what: str = "a prompt") -> None:
     st.info(f"Type {what} above to see the model's output.", icon=":material/edit:")
 
 
-def style_fig(fig: go.Figure, height: int | None = None) -> go.Figure:
+def style_fig(fig: go.Figure, height: int | None = None, present: bool | None = None) -> go.Figure:
     """Apply the app's chart style (fonts scale up in presentation mode)."""
-    scale = font_scale()
+    present = presentation_mode() if present is None else present
+    scale = 1.6 if present else 1.0
     fig.update_layout(
         font=dict(size=round(13 * scale)),
         uniformtext=dict(minsize=round(10 * scale), mode="show"),
@@ -121,13 +127,38 @@ def style_fig(fig: go.Figure, height: int | None = None) -> go.Figure:
         fig.update_yaxes(tickfont_size=size, title_font_size=size + 2)
         fig.update_layout(legend_font_size=size, title_font_size=size + 6)
     if height is not None:
-        fig.update_layout(height=round(height * (1.25 if presentation_mode() else 1.0)))
+        fig.update_layout(height=round(height * (1.25 if present else 1.0)))
     return fig
 
 
 def show_chart(fig: go.Figure, key: str, height: int | None = None) -> None:
     """Show a styled plotly figure, full width, with the image download button in its toolbar."""
-    style_fig(fig, height)
+    _plot(style_fig(fig, height), key)
+
+
+@st.cache_resource(show_spinner=False, max_entries=256)
+def _styled_figure(inputs: tuple, height: int | None, present: bool, _build: Callable[[], go.Figure]) -> go.Figure:
+    return style_fig(_build(), height, present)
+
+
+def cached_chart(inputs: tuple, build: Callable[[], go.Figure], key: str, height: int | None = None) -> None:
+    """Like :func:`show_chart`, but the styled figure is built once per distinct ``inputs`` and shared.
+
+    Building and styling a plotly figure costs tens of milliseconds of Python per chart; a rerun that changes
+    nothing a chart depends on (or 30 students on one example) then only serialises it.
+
+    Args:
+        inputs: Plain hashable values that determine the figure completely, starting with a name unique to the
+            chart (e.g. ``("at_matrix", model_key, ids, layer, head)``). Two calls with equal inputs must build
+            equal figures: include every value the builder reads.
+        build: Makes the figure (called only on a cache miss; never mutate what it returns).
+        key: The chart's element key.
+        height: Height in pixels (scaled up in presentation mode).
+    """
+    _plot(_styled_figure(inputs, height, presentation_mode(), build), key)
+
+
+def _plot(fig: go.Figure, key: str) -> None:
     st.plotly_chart(
         fig,
         width="stretch",
@@ -223,3 +254,17 @@ def notice_rejected_link_params() -> None:
             f"Some settings in the link could not be used, so the page shows its defaults for them: {names}.",
             icon=":material/link_off:",
         )
+
+
+def fast_generation_toggle(key: str) -> bool:
+    """The switch between the fast 4-bit generation loop and the exact float32 model, with its honest label."""
+    return st.toggle(
+        "Fast 4-bit mode",
+        value=True,
+        key=key,
+        bind="query-params",
+        help="On: the weights are rounded to 4 bits per number (in groups of 32, as in the model file this app ships) "
+        "and multiplied in bfloat16, like llama.cpp does: about twice as fast on a CPU, but the numbers differ "
+        "slightly, so a long text can take another turn after a few tokens. Off: the exact float32 model, the one "
+        "every probability on these pages comes from.",
+    )

@@ -46,6 +46,51 @@ def top_candidates(lm: LanguageModel, probs: torch.Tensor, k: int = 10) -> NextT
     return NextTokenView(cands, float(max(0.0, 1.0 - values.sum())), entropy_bits(probs), probs.shape[-1])
 
 
+@dataclass(frozen=True)
+class Distribution:
+    """One next-token distribution with its summaries computed once (shared read-only between sessions).
+
+    A page that only changes how many candidates it shows calls :meth:`view` instead of recomputing the entropy and
+    the top-k over the whole vocabulary on every rerun.
+
+    Attributes:
+        probs: ``[V]`` probabilities (softmax of the logits in float64, stored as float32).
+        top: The :data:`TOP_KEPT` most likely candidates, with the entropy of the whole distribution.
+    """
+
+    probs: torch.Tensor
+    top: NextTokenView
+
+    @property
+    def entropy_bits(self) -> float:
+        """Shannon entropy of the whole distribution, in bits."""
+        return self.top.entropy_bits
+
+    @property
+    def effective_choices(self) -> float:
+        """``2 ** entropy``: as unsure as a fair pick among this many tokens."""
+        return float(2.0**self.top.entropy_bits)
+
+    def view(self, lm: LanguageModel, k: int) -> NextTokenView:
+        """The top ``k`` candidates: sliced from the kept ones when possible, else computed over the vocabulary."""
+        k = max(1, min(int(k), self.top.vocab_size))
+        if k > len(self.top.candidates):
+            return top_candidates(lm, self.probs, k)
+        cands = self.top.candidates[:k]
+        other = float(max(0.0, 1.0 - sum(c.prob for c in cands)))
+        return NextTokenView(cands, other, self.top.entropy_bits, self.top.vocab_size)
+
+
+#: How many candidates a :class:`Distribution` keeps ready (the pages' sliders stop well below this).
+TOP_KEPT = 64
+
+
+def distribution(lm: LanguageModel, logits: torch.Tensor) -> Distribution:
+    """Summarise ``[V]`` next-token logits as a :class:`Distribution` (softmax, entropy, top candidates)."""
+    probs = torch.softmax(logits.double(), dim=-1).float()  # [V]
+    return Distribution(probs, top_candidates(lm, probs, TOP_KEPT))
+
+
 def rank_of(probs: torch.Tensor, token_id: int) -> int:
     """1-based rank of ``token_id`` in ``probs`` (ties counted in the token's favour)."""
     return int((probs > probs[int(token_id)]).sum()) + 1

@@ -126,14 +126,33 @@ def filtered_distribution(
     Returns:
         ``[V]`` probabilities summing to 1.
     """
-    return apply_cuts(logits, temperature, top_k, top_p).final
+    return _final_distribution(logits, float(temperature), int(top_k), float(top_p))
+
+
+def _final(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
+    # The same steps as apply_cuts, without the bookkeeping the pages display (generation calls this per token).
+    scaled = softmax_with_temperature(logits, temperature)  # [V]
+    keep_k = top_k_mask(scaled, top_k)
+    after_k = torch.where(keep_k, scaled, torch.zeros_like(scaled)).double()
+    after_k = after_k / after_k.sum()
+    keep_p = top_p_mask(after_k.float(), top_p) & keep_k
+    kept = torch.where(keep_p, scaled, torch.zeros_like(scaled)).double()
+    return (kept / kept.sum()).float()
+
+
+try:
+    # Compiled: a generating session then takes Python's lock once per token here, not once per tensor op, so
+    # other busy sessions cannot stall it between ops.
+    _final_distribution = torch.jit.script(_final)
+except Exception:  # noqa: BLE001 - the plain function computes the same thing
+    _final_distribution = _final
 
 
 def entropy_bits(probs: torch.Tensor) -> float:
     """Shannon entropy in bits of a ``[V]`` distribution (0 log 0 counts as 0)."""
     p = probs.double()
-    nz = p[p > 0]
-    return max(0.0, float(-(nz * torch.log2(nz)).sum()))  # max(): a one-hot gives -0.0, shown as "-0.00"
+    # xlogy(p, p) is p·ln p with 0·ln 0 = 0, without building a masked copy; ln → bits at the end.
+    return max(0.0, float(-torch.special.xlogy(p, p).sum()) / math.log(2))  # max(): a one-hot gives -0.0
 
 
 def sample_token(probs: torch.Tensor, generator: torch.Generator | None = None) -> int:

@@ -73,13 +73,18 @@ def target_names(lm: LanguageModel, layers: int = DEFAULT_LAYERS) -> list[str]:
     return names
 
 
-def _frozen_params(lm: LanguageModel) -> dict[str, torch.Tensor]:
-    # detach(): same storage as the shared weights, requires_grad=False, so no graph and no .grad on them.
-    return {name: p.detach() for name, p in lm.model.named_parameters()}
+def _frozen_params(lm: LanguageModel, names: Sequence[str]) -> dict[str, torch.Tensor]:
+    """The shared weights ``names``, read under the model lock: another session's :func:`_logits_with` swaps module
+    attributes for the length of its call, and reading then would copy that session's fine-tuned weights."""
+    with lm.exclusive():
+        params = dict(lm.model.named_parameters())
+        # detach(): same storage as the shared weights, requires_grad=False, so no graph and no .grad on them.
+        return {name: params[name].detach() for name in names}
 
 
 def _logits_with(lm: LanguageModel, weights: dict[str, torch.Tensor], ids: Sequence[int]) -> torch.Tensor:
-    """``[T, V]`` logits of the model with ``weights`` substituted, without changing the shared module."""
+    """``[T, V]`` logits of the model with ``weights`` (only the replaced ones) substituted for this call, without
+    changing the shared module."""
     x = torch.tensor([[int(i) for i in ids]])  # [1, T]
     with lm.exclusive():  # functional_call swaps module attributes during the call: keep other forwards out
         out = functional_call(lm.model, weights, args=(), kwargs={"input_ids": x, "use_cache": False})
@@ -139,11 +144,9 @@ class LoraAdapter:
         return [self.a[n] for n in self.names] + [self.b[n] for n in self.names]
 
     def weights(self, lm: LanguageModel) -> dict[str, torch.Tensor]:
-        """Full parameter dict for :func:`functional_call`: shared weights, with ``W + B @ A`` for adapted ones."""
-        w = _frozen_params(lm)
-        for n in self.names:
-            w[n] = w[n] + self.b[n] @ self.a[n]  # [out, r] @ [r, in] = [out, in]
-        return w
+        """The replaced weights for :func:`functional_call`: ``W + B @ A`` for each adapted matrix."""
+        w = _frozen_params(lm, self.names)
+        return {n: w[n] + self.b[n] @ self.a[n] for n in self.names}  # [out, r] @ [r, in] = [out, in]
 
 
 def new_adapter(lm: LanguageModel, rank: int = DEFAULT_RANK, layers: int = DEFAULT_LAYERS, seed: int = 0) -> LoraAdapter:
@@ -304,10 +307,10 @@ def gradient_step(
     if len(ids) > MAX_TRAIN_TOKENS:
         raise ValueError(f"The text is {len(ids)} tokens; this step takes at most {MAX_TRAIN_TOKENS}.")
     names = target_names(lm, layers)
-    frozen = _frozen_params(lm)
+    frozen = _frozen_params(lm, names)
     with torch.enable_grad():
         trainable = {n: frozen[n].clone().requires_grad_() for n in names}  # [576, 1536] each
-        logits = _logits_with(lm, {**frozen, **trainable}, ids)
+        logits = _logits_with(lm, trainable, ids)
         loss = next_token_loss(logits, ids)
         grads = torch.autograd.grad(loss, [trainable[n] for n in names])
     before = _token_losses(logits.detach(), ids)
@@ -316,7 +319,7 @@ def gradient_step(
     with torch.no_grad():
         for lr in learning_rates:
             stepped = {n: frozen[n] - float(lr) * g for n, g in zip(names, grads)}
-            tok = _token_losses(_logits_with(lm, {**frozen, **stepped}, ids), ids)
+            tok = _token_losses(_logits_with(lm, stepped, ids), ids)
             after_tok.append(tok)
             after_mean.append(sum(tok) / len(tok))
     return GradientStep(

@@ -13,6 +13,7 @@ from components.attention_views import (
     bertviz_html,
     generated_heatmap,
     generation,
+    head_by_hand,
     head_grid,
     lens_heatmap,
     lens_result,
@@ -31,8 +32,8 @@ from components.charts import token_label
 from components.model import require_lm, selected_key
 from components.nav import ensure_frame
 from components.tokens import token_chips
-from components.ui import csv_download, empty_text_notice, illustration_note, prompt_input, show_chart
-from engine.attention import HEAD_METRICS, head_arithmetic, head_metric, masked_mass, sink_share, token_attention
+from components.ui import cached_chart, csv_download, empty_text_notice, illustration_note, prompt_input
+from engine.attention import HEAD_METRICS, head_metric, masked_mass, sink_share, token_attention
 
 ensure_frame()
 st.title("Attention & Transformers")
@@ -80,7 +81,8 @@ layer = c1.slider("Layer", 0, L - 1, value=min(L - 1, 2), key="at_layer", bind="
 head = c2.selectbox("Head", list(range(H)), index=0, key="at_head", bind="query-params",
                     format_func=lambda h: f"head {h}")
 weights = run.attentions[layer, head]  # [T, T]
-show_chart(attention_heatmap(weights, tokens, f"Layer {layer}, head {head}"), key="at_matrix")
+cached_chart(("at_matrix", key, text, layer, head), lambda: attention_heatmap(weights, tokens, f"Layer {layer}, head {head}"),
+             key="at_matrix")
 if T > 1:
     last = T - 1
     top_key = int(weights[last].argmax())
@@ -101,8 +103,9 @@ metric = st.selectbox(
 )
 grid = head_metric(run.attentions, metric)  # [L, H]
 st.caption(HEAD_METRICS[metric][1])
-show_chart(head_grid(grid, HEAD_METRICS[metric][0], zmax=None if metric == "entropy" else 1.0,
-                     short="bits" if metric == "entropy" else "weight"), key="at_grid")
+cached_chart(("at_grid", key, text, metric),
+             lambda: head_grid(grid, HEAD_METRICS[metric][0], zmax=None if metric == "entropy" else 1.0,
+                               short="bits" if metric == "entropy" else "weight"), key="at_grid")
 flat = int(grid.flatten().argmax())
 st.caption(
     f"Highest for this prompt: layer {flat // H}, head {flat % H} ({float(grid.flatten()[flat]):.2f}). Pick it above "
@@ -131,8 +134,9 @@ per_head = token_attention(run.attentions, pos, None if tok_layer < 0 else tok_l
 bars = per_head.mean(0) if tok_head < 0 else per_head[tok_head]
 where = "all layers" if tok_layer < 0 else f"layer {tok_layer}"
 who = f"average of {H} heads" if tok_head < 0 else f"head {tok_head}"
-show_chart(token_bars(bars, tokens, pos, f"{token_label(tokens[pos])} reading earlier tokens ({where}, {who})"),
-           key="at_tokbars")
+cached_chart(("at_tokbars", key, text, pos, tok_layer, tok_head),
+             lambda: token_bars(bars, tokens, pos, f"{token_label(tokens[pos])} reading earlier tokens ({where}, {who})"),
+             key="at_tokbars")
 if pos == 0:
     st.caption("The first token can only see itself, so all its attention (1.0) goes there.")
 else:
@@ -191,7 +195,7 @@ n_calc = n_max
 if T > 2:
     n_calc = st.slider("Tokens to compute (from the start of the prompt)", 2, n_max, value=min(n_max, 6),
                        key="at_n", bind="query-params")
-calc = head_arithmetic(lm, run, layer, head, n_calc)
+calc = head_by_hand(key, text, layer, head, n_calc)
 ctoks = [f"{i}: {token_label(t)}" for i, t in enumerate(calc.tokens)]
 show_dims = 6
 
@@ -280,7 +284,7 @@ st.markdown(
     "(over the full vocabulary); text: the guess. Read a column from top to bottom."
 )
 lens = lens_result(key, text)
-show_chart(lens_heatmap(lens, lm.token_text), key="at_lens")
+cached_chart(("at_lens", key, text), lambda: lens_heatmap(lens, lm.token_text), key="at_lens")
 final = lm.token_text(int(lens.final_ids[-1]))
 p_final = lens.final_probs[:, -1]
 first_top = next((i for i in range(len(p_final)) if int(lens.final_ranks[i, -1]) == 1), len(p_final) - 1)
@@ -290,7 +294,7 @@ st.caption(
     f" (of {L}). The first row (embeddings) mostly predicts the input token itself: this "
     "model's input and output embeddings are the same matrix."
 )
-show_chart(lens_trajectory(lens, lm.token_text), key="at_lens_line")
+cached_chart(("at_lens_line", key, text), lambda: lens_trajectory(lens, lm.token_text), key="at_lens_line")
 csv_download(
     pd.DataFrame([
         {"layer": lens.layer_labels[r], "position": p, "input token": lens.tokens[c],
@@ -321,7 +325,8 @@ if not gen.generated:
     st.info("No room left in the context window to generate.", icon=":material/info:")
 else:
     g_layer = None if gen_layer < 0 else gen_layer
-    show_chart(generated_heatmap(gen, g_layer, skip_first=skip_sink), key="at_genmap")
+    cached_chart(("at_genmap", key, text, n_new, g_layer, skip_sink),
+                 lambda: generated_heatmap(gen, g_layer, skip_first=skip_sink), key="at_genmap")
     share = gen.prompt_share(g_layer)
     gen_df = pd.DataFrame({
         "step": range(1, len(gen.generated) + 1),
@@ -350,6 +355,6 @@ st.markdown(
     f"{info.name} is **{kind}**: its measured attention (right) has exactly {future:g} weight above the diagonal."
 )
 avg = run.attentions.mean(dim=(0, 1))  # [T, T] average over layers and heads
-show_chart(mask_patterns(avg, tokens), key="at_masks")
+cached_chart(("at_masks", key, text), lambda: mask_patterns(avg, tokens), key="at_masks")
 illustration_note("The first three panels are illustrations of which tokens may see which; the fourth is measured on "
                   "your prompt (first 12 tokens, average over all layers and heads).")

@@ -1,15 +1,17 @@
 """Embeddings: the model's real lookup table, similarity, projections, neighbours, analogies and meaning in context."""
 
 import html
+import re
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from components import embedding_views as ev
+from components.charts import token_label
 from components.model import require_lm, selected_key
 from components.nav import ensure_frame
-from components.ui import clean_text, csv_download, show_chart
+from components.ui import cached_chart, clean_text, csv_download, prompt_input
 from engine import embeddings as emb
 
 DEFAULT_WORDS = (
@@ -31,6 +33,14 @@ DEFAULT_B = (
 def safe(text: str) -> str:
     """Escape user text before it goes into plotly labels (plotly renders a few HTML tags)."""
     return html.escape(text, quote=False)
+
+
+def code_span(text: str) -> str:
+    """Show user- or model-derived text literally inside Markdown (no formatting, links, math or HTML)."""
+    if "`" not in text:
+        return f"`{text}`"
+    fence = "`" * (max(len(run) for run in re.findall("`+", text)) + 1)  # longer than any run of backticks inside
+    return f"{fence} {text} {fence}"
 
 
 def cleaned(text: str | None, limit: int) -> str:
@@ -78,7 +88,8 @@ with c_space:
         key="emb_space",
         bind="query-params",
         help="Embed ' king' (with its leading space, how a word usually appears in a sentence) rather than 'king' "
-        "(start of a line). They are different tokens with different vectors. Used by every section below.",
+        "(start of a line). They are different tokens with different vectors. Also used by the word list and the "
+        "analogy below.",
     )
 with c_k:
     k = st.slider("Neighbours", 5, 30, 10, key="emb_k", bind="query-params")
@@ -101,7 +112,8 @@ else:
         )
     else:
         st.markdown(f"{safe(repr(wv.form))} is token **{wv.ids[0]:,}**: this is row {wv.ids[0]:,} of the table.")
-    show_chart(ev.vector_figure(rows, [safe(x) for x in labels]), key="emb_vector")
+    cached_chart(("emb_vector", key, word, leading), lambda: ev.vector_figure(rows, [safe(x) for x in labels]),
+                 key="emb_vector")
     v = wv.vector
     top_dims = np.argsort(-np.abs(v.numpy()))[:3]
     st.caption(
@@ -111,7 +123,7 @@ else:
         + ". Single dimensions rarely mean anything on their own: meaning is in the direction of the whole vector."
     )
     near = ev.neighbours(key, word, leading, k)
-    show_chart(ev.neighbour_figure(near), key="emb_neighbours")
+    cached_chart(("emb_neighbours", key, word, leading, k), lambda: ev.neighbour_figure(near), key="emb_neighbours")
     st.caption(
         f"The {k} entries of all {rows_v:,} whose rows point most nearly the same way (cosine similarity), the word's "
         "own token(s) left out. Expect other spellings (capitalised, plural, no leading space) near the top: the "
@@ -186,7 +198,8 @@ else:
                 + "; ".join(f"{w.word} = {' + '.join(repr(p) for p in w.pieces)}" for w in split)
             )
         labels = [safe(w.label) for w in wmap.words]
-        show_chart(ev.cosine_heatmap(labels, wmap.sims), key="emb_heatmap")
+        map_inputs = (key, tuple(words), leading, method, dims, extra)
+        cached_chart(("emb_heatmap", *map_inputs), lambda: ev.cosine_heatmap(labels, wmap.sims), key="emb_heatmap")
         off = wmap.sims + np.diag(np.full(len(labels), -np.inf))
         i, j = np.unravel_index(np.argmax(off), off.shape)
         lo_i, lo_j = np.unravel_index(np.argmin(wmap.sims), wmap.sims.shape)
@@ -195,8 +208,10 @@ else:
             f"{wmap.words[lo_i].word} and {wmap.words[lo_j].word} ({wmap.sims[lo_i, lo_j]:.2f}). Cosine 1 means the "
             "same direction, 0 unrelated."
         )
-        show_chart(
-            ev.projection_figure(wmap.projection, [safe(x) for x in wmap.labels], wmap.groups), key="emb_projection"
+        cached_chart(
+            ("emb_projection", *map_inputs),
+            lambda: ev.projection_figure(wmap.projection, [safe(x) for x in wmap.labels], wmap.groups),
+            key="emb_projection",
         )
         if wmap.projection.explained:
             kept = sum(wmap.projection.explained)
@@ -231,7 +246,8 @@ else:
     res = ev.analogy(key, a, b, c, expected, leading)
     say = {"good": st.success, "weak": st.warning, "poor": st.error}[res.quality]
     say(f"**{res.quality.capitalize()}.** {res.verdict}", icon=":material/rule:")
-    show_chart(ev.neighbour_figure(res.neighbours, highlight=expected), key="emb_analogy")
+    cached_chart(("emb_analogy", key, a, b, c, expected, leading),
+                 lambda: ev.neighbour_figure(res.neighbours, highlight=expected), key="emb_analogy")
     st.caption(
         f"Nearest to '{c}' alone, for comparison: "
         + ", ".join(repr(n.text) for n in res.baseline[:5])
@@ -280,7 +296,8 @@ else:
                 "only one that has seen the whole word in a left-to-right model."
             )
         curves = ctx.group_curves()
-        show_chart(ev.layer_curves_figure(curves, layer), key="emb_layers")
+        ctx_inputs = (key, ctx_word, sent_a, sent_b, layer)
+        cached_chart(("emb_layers", *ctx_inputs), lambda: ev.layer_curves_figure(curves, layer), key="emb_layers")
         if "across A and B" in curves and len(curves) > 1:
             within = np.mean([v for n, v in curves.items() if n != "across A and B"], axis=0)
             gap = within - curves["across A and B"]
@@ -300,14 +317,102 @@ else:
         names = [f"{i + 1} · {'AB'[s.group]}" for i, s in enumerate(ctx.sentences)]
         texts = [safe(f"{i + 1}. {s.text}") for i, s in enumerate(ctx.sentences)]
         with h1:
-            show_chart(
-                ev.cosine_heatmap(names, ctx.sims[layer].numpy(), title=f"Cosine at layer {layer}", hover=texts),
+            cached_chart(
+                ("emb_ctx_heatmap", *ctx_inputs),
+                lambda: ev.cosine_heatmap(names, ctx.sims[layer].numpy(), title=f"Cosine at layer {layer}", hover=texts),
                 key="emb_ctx_heatmap",
             )
         with h2:
             proj = ev.context_projection(key, ctx_word, sent_a, sent_b, layer)
-            show_chart(ev.context_scatter(proj, ctx.sentences), key="emb_ctx_scatter")
+            cached_chart(("emb_ctx_scatter", *ctx_inputs), lambda: ev.context_scatter(proj, ctx.sentences),
+                         key="emb_ctx_scatter")
         st.caption(
             "Sentences are numbered in order: meaning A first, then B. Each point on the right is one sentence's "
             "vector for the word at this layer, flattened with PCA. Hover for the sentence."
         )
+
+# ------------------------------------------------------------------------------------------------ your prompt
+st.subheader("Your prompt, token by token")
+st.markdown(
+    "The prompt you carry from page to page, as the model holds it: each token starts as its row of the table "
+    "(layer 0) and is reshaped by every layer. The heatmap compares the tokens' vectors with each other at the layer "
+    "you pick."
+)
+prompt = prompt_input(help="The prompt shared by every page: Home, Tokenization, Next-token and the others use it too.")
+p_layer = st.slider(
+    "Layer",
+    0,
+    lm.info.layers,
+    0,
+    key="emb_prompt_layer",
+    bind="query-params",
+    help=f"0 = the embedding lookup; {lm.info.layers} = after the last layer and the final normalisation.",
+)
+if not prompt:
+    st.info("Type a prompt above to see its tokens as vectors.", icon=":material/edit:")
+else:
+    try:
+        with st.spinner("Running the prompt through the model…"):
+            pv = ev.prompt_vectors(key, prompt)
+    except ValueError as err:
+        st.warning(str(err), icon=":material/warning:")
+    else:
+        n = len(pv.ids)
+        if pv.total > n:
+            st.caption(
+                f":material/content_cut: Your prompt is {pv.total:,} tokens; only the first {n} are compared "
+                "(a bigger heatmap is unreadable). Their vectors are exactly what the whole prompt gives them: each "
+                "token only sees the ones before it."
+            )
+        names = [token_label(t) for t in pv.pieces]
+        labels = [safe(x) for x in names]  # for the chart
+        shown = [code_span(x) for x in names]  # for the captions
+        norms = pv.norms[p_layer]
+        hover = [f"#{i} {label} · length {norms[i]:.1f}" for i, label in enumerate(labels)]
+        where = "the lookup table rows" if p_layer == 0 else f"after layer {p_layer}"
+        cached_chart(
+            ("emb_prompt_heatmap", key, pv.ids, p_layer),  # the figure depends on nothing else
+            lambda: ev.cosine_heatmap(labels, pv.sims[p_layer], title=f"Cosine between your tokens: {where}", hover=hover),
+            key="emb_prompt_heatmap",
+        )
+        notes = []
+        pair = ev.repeated_token(pv)
+        if pair is not None:
+            i, j = pair
+            same = f"{shown[i]} appears at positions {i} and {j}: cosine {pv.sims[0][i, j]:.2f} at layer 0, the same row"
+            if p_layer == 0:
+                notes.append(same + ". Move the slider to watch the two copies drift apart.")
+            else:
+                notes.append(
+                    f"{same}, and {pv.sims[p_layer][i, j]:.2f} here: each copy has mixed in different context, so the "
+                    "model no longer holds them alike."
+                )
+        elif n > 1:
+            notes.append(
+                "At layer 0 each token is its table row whatever the sentence; type a word twice to see one token "
+                "get two different vectors in later layers."
+            )
+        long = ev.long_vectors(pv, p_layer)
+        if long:
+            listed = ", ".join(f"{shown[i]} (#{i}, {r:.0f}× the median length)" for i, r in long)
+            notes.append(
+                f"Unusually long vectors at this layer: {listed}. The model parks huge values on a few positions"
+                + (", the first among them," if long[0][0] == 0 else "")
+                + " and uses them as an 'attention sink' (see Attention & Transformers), so they look unlike the rest."
+            )
+        best = ev.most_similar_pair(pv, p_layer, skip={i for i, _ in long})
+        if best is not None:
+            i, j = best
+            notes.append(
+                f"Most similar pair of different tokens here: {shown[i]} and {shown[j]} ({pv.sims[p_layer][i, j]:.2f})"
+                + (", leaving out the long vectors." if long else ".")
+            )
+        notes.append(
+            "Hover a cell for both tokens; the vector lengths are in the hover too. Vectors in a language model all "
+            "point roughly the same way, so compare the cells with each other rather than with 0."
+        )
+        st.caption(" ".join(notes))
+        sim_table = pd.DataFrame(np.round(pv.sims[p_layer], 4), columns=[f"{i} {t}" for i, t in enumerate(pv.pieces)])
+        sim_table.insert(0, "token", pv.pieces)
+        sim_table.insert(0, "position", list(range(n)))
+        csv_download(sim_table, f"prompt_cosine_layer_{p_layer}.csv", key="emb_prompt_csv")

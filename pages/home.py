@@ -3,12 +3,11 @@
 import streamlit as st
 
 from components.charts import probability_bars
-from components.compute import next_token_probs
+from components.compute import next_token_distribution
 from components.landscape import hierarchy_figure
 from components.model import require_lm
 from components.nav import PAGES, available_pages, ensure_frame
 from components.ui import empty_text_notice, illustration_note, prompt_input, show_chart
-from engine.predict import top_candidates
 
 ensure_frame()
 st.title("LLM Explainer")
@@ -30,11 +29,11 @@ if not text.strip():
     empty_text_notice()
 else:
     try:
-        probs = next_token_probs(text)
+        dist = next_token_distribution(text)
     except ValueError as err:
         st.warning(str(err), icon=":material/warning:")
     else:
-        view = top_candidates(lm, probs, 10)
+        view = dist.view(lm, 10)
         show_chart(
             probability_bars([c.text for c in view.candidates], [c.prob for c in view.candidates], view.other_mass),
             key="home_teaser",

@@ -9,9 +9,10 @@ import streamlit as st
 
 from components import ml_views as mv
 from components.charts import probability_bars, token_label
-from components.model import require_lm
+from components.model import require_lm, selected_key
 from components.nav import available_pages, ensure_frame
 from components.ui import (
+    cached_chart,
     clean_text,
     csv_download,
     empty_text_notice,
@@ -21,7 +22,6 @@ from components.ui import (
     show_chart,
 )
 from engine import ml_basics as mb
-from engine.predict import top_candidates
 
 SENTENCE_LIMIT = 500
 REVIEW_LIMIT = 1500
@@ -46,7 +46,8 @@ with reg_col:
     degree = a2.slider("Polynomial degree (capacity)", 1, 12, 3, key="ml_degree", bind="query-params",
                        help="Higher degree = more parameters. Watch the training error fall and the new-data error rise.")
     x, y, fit, test_mse = mv.regression(30, float(noise), int(degree), 0)
-    show_chart(mv.regression_figure(x, y, fit), key="ml_reg_chart", height=360)
+    cached_chart(("ml_reg", float(noise), int(degree)), lambda: mv.regression_figure(x, y, fit), key="ml_reg_chart",
+                 height=360)
     m1, m2 = st.columns(2)
     m1.metric("Error on training points (MSE)", f"{fit.mse:.3f}")
     m2.metric("Error on new points (MSE)", f"{test_mse:.3f}", delta=f"{test_mse - fit.mse:+.3f} vs training",
@@ -61,7 +62,8 @@ with cls_col:
     b1, b2 = st.columns(2)
     px = b1.slider("Your point: feature 1", -5.0, 5.0, 0.5, 0.1, key="ml_x1", bind="query-params")
     py = b2.slider("Your point: feature 2", -4.0, 5.0, 0.5, 0.1, key="ml_x2", bind="query-params")
-    show_chart(mv.classifier_figure(X, labels, clf, (px, py)), key="ml_cls_chart", height=360)
+    cached_chart(("ml_cls", float(spread), px, py), lambda: mv.classifier_figure(X, labels, clf, (px, py)),
+                 key="ml_cls_chart", height=360)
     st.caption(
         f"Softmax regression, p(class | x) = softmax(W x + b), trained by gradient descent on cross-entropy: "
         f"loss {clf.losses[0]:.2f} → {clf.losses[-1]:.2f} nats in {len(clf.losses)} steps, "
@@ -82,9 +84,10 @@ left, right = st.columns(2, gap="large")
 with left:
     st.subheader(f"Your classifier at ({px:.1f}, {py:.1f})")
     order = np.argsort(-point_probs)
-    show_chart(
-        mv.class_bars([mb.CLASS_NAMES[i] for i in order], [point_probs[i] for i in order],
-                      [mv.CLASS_COLOURS[i] for i in order]),
+    cached_chart(
+        ("ml_cls_bars", float(spread), px, py),
+        lambda: mv.class_bars([mb.CLASS_NAMES[i] for i in order], [point_probs[i] for i in order],
+                              [mv.CLASS_COLOURS[i] for i in order]),
         key="ml_cls_bars",
     )
     st.caption(f"W is {clf.W.shape[0]} × {clf.W.shape[1]}: one row of weights per class, 2 features in.")
@@ -102,9 +105,11 @@ with right:
     if head is not None:
         k = st.slider("Tokens to show", 3, 20, 8, key="ml_topk", bind="query-params",
                       help="Only changes the chart: the model is not run again.")
-        view = top_candidates(lm, head.probs, int(k))
-        show_chart(
-            probability_bars([c.text for c in view.candidates], [c.prob for c in view.candidates], view.other_mass),
+        view = head.dist.view(lm, int(k))
+        cached_chart(
+            ("ml_llm_bars", selected_key(), text, int(k)),
+            lambda: probability_bars([c.text for c in view.candidates], [c.prob for c in view.candidates],
+                                     view.other_mass),
             key="ml_llm_bars",
         )
         st.caption(
@@ -157,7 +162,8 @@ with px_col:
             times_txt = f"{times:,.0f}" if times < 1e15 else f"e^{abs(cmp.log_ratio):.0f}"
             st.markdown(f"The model finds **sentence {cmp.winner.upper()}** about **{times_txt} times** more likely "
                         f"(a gap of {abs(cmp.log_ratio):.2f} nats).")
-        show_chart(mv.cumulative_logprob_figure(cmp), key="ml_px_chart", height=320)
+        cached_chart(("ml_px", selected_key(), sent_a, sent_b), lambda: mv.cumulative_logprob_figure(cmp),
+                     key="ml_px_chart", height=320)
         st.caption(
             "Each step adds log p(token | the tokens before it); the last point is log p(sentence). Longer texts "
             "collect more negative terms, so compare sentences of similar length, or per-token loss "
@@ -227,11 +233,13 @@ X_mix = X  # the same points the classifier was trained on
 gen_left, gen_right = st.columns(2, gap="large")
 with gen_left:
     st.subheader("Discriminative: p(y | x)")
-    show_chart(mv.classifier_figure(X, labels, clf, (px, py)), key="ml_gen_cls", height=380)
+    cached_chart(("ml_cls", float(spread), px, py), lambda: mv.classifier_figure(X, labels, clf, (px, py)),
+                 key="ml_gen_cls", height=380)
     st.caption("Boundaries between labels. Nothing here says how likely a point is, so nothing can be sampled.")
 with gen_right:
     st.subheader("Generative: p(x), and new samples")
-    show_chart(mv.mixture_figure(X_mix, mix, samples), key="ml_gen_mix", height=380)
+    cached_chart(("ml_mix", float(spread), int(components), int(n_samples), int(seed)),
+                 lambda: mv.mixture_figure(X_mix, mix, samples), key="ml_gen_mix", height=380)
     st.caption("Shading: the fitted density p(x). Orange crosses: brand-new points drawn from it.")
 mean_s, cov_s = samples.mean(axis=0), np.cov(samples.T)
 stats = pd.DataFrame(
@@ -268,7 +276,7 @@ code_b = sent_b if sent_b.strip() else "The mat sat on the cat."
 st.code(mb.usage_code(lm.spec.hub_id or lm.info.name, code_prompt, code_a, code_b), language="python")
 expected = []
 if head is not None:
-    for c in top_candidates(lm, head.probs, 5).candidates:
+    for c in head.dist.view(lm, 5).candidates:
         expected.append(f"next {c.text!r} {c.prob:.4f}")
 if cmp is not None:
     expected += [f"logp_a {cmp.score_a.total_logprob:.4f}", f"logp_b {cmp.score_b.total_logprob:.4f}"]

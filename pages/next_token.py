@@ -9,13 +9,22 @@ import streamlit as st
 import torch
 
 from components.charts import probability_bars, token_label
+from components.compute import distribution_for_ids
 from components.model import load_model, require_lm, selected_key
 from components.nav import ensure_frame
-from components.next_token_views import chain_probs, encode_prompt, entropy_steps_figure, logits_for_ids, md_escape
-from components.ui import clean_text, csv_download, empty_text_notice, esc, prompt_input, show_chart
+from components.next_token_views import cached_probe, chain_probs, encode_prompt, entropy_steps_figure, md_escape
+from components.ui import (
+    clean_text,
+    csv_download,
+    empty_text_notice,
+    esc,
+    fast_generation_toggle,
+    prompt_input,
+    show_chart,
+)
 from engine import sampling
 from engine.lm import MAX_INPUT_TOKENS, MAX_NEW_TOKENS
-from engine.predict import probe, rank_of, top_candidates
+from engine.predict import rank_of
 
 STATE = "nt_state"  # {"prompt": str, "steps": [dict], "draws": int}
 DIST = "_nt_dist"  # (context ids, probs [V], entropy) of the distribution on screen, for the step callbacks
@@ -99,7 +108,7 @@ def render_probe(lm, ids: list[int], probs: torch.Tensor) -> int | None:
     if not text:
         st.caption("Type a word above (start it with a space if it follows a space) to see its rank.")
         return None
-    found = probe(lm, probs, text)
+    found = cached_probe(ids, text)
     if found is None:
         st.caption("That text has no tokens.")
         return None
@@ -204,18 +213,20 @@ def render_stream(lm, ids: list[int], prompt_so_far: str) -> None:
         "The same loop, run by the computer: predict, pick, append, repeat. With temperature 0 it always takes the "
         "top token; above 0 it samples (seed 0, so the same settings give the same text)."
     )
-    c1, c2 = st.columns(2)
+    c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="center")
     n_new = c1.slider("New tokens", 10, MAX_NEW_TOKENS, 60, step=10, key="nt_len", bind="query-params")
     temp = c2.slider("Temperature", 0.0, 1.5, 0.0, step=0.1, key="nt_temp", bind="query-params",
                      help="0 = greedy. See the Temperature & sampling page.")
+    with c3:
+        fast = fast_generation_toggle("nt_fast")
     clicked = st.button("Generate", icon=":material/play_arrow:", type="primary", key="nt_generate")
-    request = (tuple(ids), int(n_new), float(temp))
+    request = (tuple(ids), int(n_new), float(temp), bool(fast))
     out_box = st.empty()
     rate_box = st.empty()
     if clicked:
         text, tokens, elapsed = "", 0, 0.0
         start = time.perf_counter()
-        for step in lm.generate_stream(ids, n_new, temperature=temp, seed=0):
+        for step in lm.generate_stream(ids, n_new, temperature=temp, seed=0, fast=fast):
             text += step.text
             tokens += 1
             elapsed = time.perf_counter() - start
@@ -227,9 +238,11 @@ def render_stream(lm, ids: list[int], prompt_so_far: str) -> None:
         out_box.html(_text_html(prompt_so_far, saved["text"]))
         rate = saved["tokens"] / saved["seconds"] if saved["seconds"] > 0 else 0.0
         ended = " It stopped at the end-of-reply token." if saved["tokens"] < n_new else ""
+        how = ("4-bit weights, bfloat16 arithmetic: close to the exact model, not equal" if fast
+               else "exact float32 model")
         rate_box.caption(
             f":material/speed: {saved['tokens']} tokens in {saved['seconds']:.1f} s: **{rate:.1f} tokens/s** on this "
-            f"CPU (one forward pass per token, reusing the cached keys and values of earlier tokens).{ended}"
+            f"CPU ({how}; one forward pass per token, reusing the cached keys and values of earlier tokens).{ended}"
         )
     elif not clicked:
         rate_box.caption("Press **Generate** to watch the text appear token by token.")
@@ -267,19 +280,18 @@ else:
     try:
         prompt_ids = encode_prompt(lm, text)
         ids = prompt_ids + [s["id"] for s in state["steps"]]
-        logits = logits_for_ids(ids)
+        dist = distribution_for_ids(ids)  # cached per (model, ids): 30 students on one example cost one pass
     except ValueError as err:
         st.warning(str(err), icon=":material/warning:")
     else:
-        view_probs = torch.softmax(logits.double(), dim=-1).float()  # [V], the full distribution
-        entropy = sampling.entropy_bits(view_probs)
+        view_probs, entropy = dist.probs, dist.entropy_bits  # [V], the full distribution (shared: read only)
         st.session_state[DIST] = (tuple(ids), view_probs, entropy)
         added = lm.decode([s["id"] for s in state["steps"]])
 
         st.markdown("**The text so far** (appended tokens highlighted):")
         st.html(_text_html(text, added))
         k = st.slider("How many candidates to show (top-k)", 3, 40, 10, key="nt_k", bind="query-params")
-        view = top_candidates(lm, view_probs, k)
+        view = dist.view(lm, k)
         left, right = st.columns([3, 2])
         with right:
             highlight_id = render_probe(lm, ids, view_probs)
@@ -287,7 +299,7 @@ else:
             m1, m2 = st.columns(2)
             m1.metric("Top token", token_label(best.text), f"{best.prob:.1%}", delta_color="off",
                       delta_arrow="off")
-            m2.metric("Entropy", f"{entropy:.2f} bits", f"≈ {sampling.effective_choices(view_probs):,.1f} choices",
+            m2.metric("Entropy", f"{entropy:.2f} bits", f"≈ {dist.effective_choices:,.1f} choices",
                       delta_color="off", delta_arrow="off", help="2^entropy: as unsure as a fair pick among this many tokens.")
         with left:
             fig = probability_bars(

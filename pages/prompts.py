@@ -9,7 +9,7 @@ from components.compute import next_token_probs
 from components.model import require_lm, selected_key
 from components.nav import ensure_frame
 from components.tokens import token_chips
-from components.ui import clean_text, csv_download, esc, show_chart
+from components.ui import clean_text, csv_download, esc, fast_generation_toggle, show_chart
 from engine.predict import top_candidates
 from engine.prompting import few_shot_prompt, first_line, trim_history
 
@@ -232,12 +232,14 @@ st.markdown(
 )
 st.session_state.setdefault(HISTORY_KEY, [])
 history: list[dict[str, str]] = st.session_state[HISTORY_KEY]
-c_sys, c_len, c_temp = st.columns([3, 1, 1])
+c_sys, c_len, c_temp, c_fast = st.columns([3, 1, 1, 1], vertical_alignment="center")
 chat_system = cleaned(c_sys.text_area("System prompt for the chat", value="You are a helpful assistant.",
                                       key="pr_chat_system", height=68), limit=500)
 max_new = c_len.slider("Reply length cap (tokens)", 16, 200, 96, step=8, key="pr_chat_len")
 temperature = c_temp.slider("Temperature", 0.0, 1.5, 0.0, step=0.1, key="pr_chat_temp",
                             help="0 = always the most likely token.")
+with c_fast:
+    fast = fast_generation_toggle("pr_fast")
 turns = sum(m["role"] == "user" for m in history)
 box = st.container(border=True)
 with box:
@@ -271,7 +273,8 @@ with box:
                 if dropped:
                     new_area.caption(f":material/info: {dropped} oldest message(s) no longer fit and were left out.")
                 ids = lm.encode(lm.chat_prompt(kept))
-                stream = lm.generate_stream(ids, max_new, temperature=temperature, top_k=0, top_p=1.0, seed=0)
+                stream = lm.generate_stream(ids, max_new, temperature=temperature, top_k=0, top_p=1.0, seed=0,
+                                            fast=fast)
                 with new_area.chat_message("assistant"):
                     reply = st.write_stream(step.text for step in stream)
                 reply = reply if isinstance(reply, str) else "".join(map(str, reply))
@@ -280,7 +283,9 @@ with box:
                 turns += 1
 st.caption(
     f"{turns} of {pv.MAX_CHAT_TURNS} turns used. Replies stop at {max_new} tokens or at `<|im_end|>`; the "
-    f"conversation is cut to its latest {pv.MAX_CHAT_TOKENS} tokens (oldest turns first)."
+    f"conversation is cut to its latest {pv.MAX_CHAT_TOKENS} tokens (oldest turns first). "
+    + ("Replies use the fast 4-bit mode: close to the exact model, not equal." if fast
+       else "Replies use the exact float32 model.")
 )
 r_col, _ = st.columns([1, 3])
 if r_col.button("Reset the chat", icon=":material/restart_alt:", key="pr_chat_reset"):

@@ -1,4 +1,7 @@
-"""Tokenization: how text becomes the pieces (and ids) the model reads, on the model's own tokenizer."""
+"""Tokenization: how text becomes the pieces (and ids) the model reads, on the model's own tokenizer.
+
+The text tokenized is the prompt shared by every page (URL key ``prompt``).
+"""
 
 import pandas as pd
 import streamlit as st
@@ -6,12 +9,11 @@ import streamlit as st
 from components import token_views as tv
 from components.model import require_lm, selected_key
 from components.nav import ensure_frame
-from components.ui import clean_text, csv_download, show_chart
+from components.ui import PROMPT_KEY, cached_chart, clean_text, csv_download, prompt_input
 from engine import tokens as tok
 
-TEXT_KEY, AREA_KEY, MULTI_KEY, EXAMPLE_KEY = "tok_text", "tok_area", "tok_multi", "tok_example"
+MULTI_KEY, EXAMPLE_KEY = "tok_multi", "tok_example"
 EXAMPLES = {e.name: e for e in tok.EXAMPLES}
-DEFAULT_TEXT = tok.EXAMPLES[0].text
 
 ensure_frame()
 st.title("Tokenization")
@@ -27,31 +29,34 @@ key = selected_key()
 
 
 # ------------------------------------------------------------------------------------------------ input
+# The box holds the prompt shared by every page (URL key ``prompt``): what you type here is what Next-token,
+# Attention and the other pages read, and a prompt typed there is tokenized here.
 def _use_example() -> None:
     name = st.session_state.get(EXAMPLE_KEY)
-    if name not in EXAMPLES:
-        return
-    text = EXAMPLES[name].text
-    if "\n" in text or st.session_state.get(MULTI_KEY):
-        st.session_state[MULTI_KEY] = True
-        st.session_state[AREA_KEY] = text
-    else:
-        st.session_state[TEXT_KEY] = text
+    if name in EXAMPLES:
+        text = EXAMPLES[name].text
+        if "\n" in text:
+            st.session_state[MULTI_KEY] = True
+        tv.set_shared_prompt(text)
     st.session_state[EXAMPLE_KEY] = None  # a pill is an action, not a state: un-highlight it
 
 
 def _switch_mode() -> None:
-    if st.session_state.get(MULTI_KEY):
-        st.session_state[AREA_KEY] = st.session_state.get(TEXT_KEY, "")
-    else:
-        st.session_state[TEXT_KEY] = " ".join(str(st.session_state.get(AREA_KEY, "")).splitlines())
+    text = str(st.session_state.get(PROMPT_KEY, ""))
+    if not st.session_state.get(MULTI_KEY):
+        text = " ".join(text.splitlines())  # a one-line box cannot hold line breaks
+    tv.set_shared_prompt(text)
 
 
-for k, default in ((TEXT_KEY, DEFAULT_TEXT), (AREA_KEY, DEFAULT_TEXT)):
-    if k not in st.session_state:
-        st.session_state[k] = default
+# A prompt with line breaks (carried from another page or a link) needs the multi-line box.
+if "\n" in tv.pending_shared_prompt():
+    st.session_state[MULTI_KEY] = True
 
 st.subheader("Type and watch the tokens")
+st.caption(
+    ":material/sync_alt: This box holds the prompt every page shares: a prompt typed on Home or Next-token is "
+    "tokenized here, and what you type here is the prompt the other pages read."
+)
 st.pills(
     "Ready-made examples",
     list(EXAMPLES),
@@ -79,12 +84,9 @@ with t2:
     )
 with box:
     if multi:
-        raw = st.text_area("Text (Ctrl+Enter to update)", key=AREA_KEY, height=130, bind="query-params")
+        text = prompt_input("Text (Ctrl+Enter to update)", height=130)
     else:
-        raw = st.text_input("Text (updates as you type)", key=TEXT_KEY, live=True, bind="query-params")
-text, notes = clean_text(raw)
-for note in notes:
-    st.caption(f":material/info: {note}")
+        text = tv.live_prompt_input("Text (updates as you type)")
 
 if not text:
     st.info("Type some text above, or pick an example, to see its tokens.", icon=":material/edit:")
@@ -152,7 +154,7 @@ st.markdown(
     f"{lm.info.context_length:,}-token window holds {english.fits_in_context:,} copies of the English sentence but "
     f"only {worst.fits_in_context:,} of the {worst.name} one."
 )
-show_chart(tv.comparison_figure(rows), key="tok_languages")
+cached_chart(("tok_languages", key), lambda: tv.comparison_figure(rows), key="tok_languages")
 table = pd.DataFrame(
     {
         "language": [r.name for r in rows],
@@ -239,7 +241,7 @@ st.markdown(
     f"**How long are the vocabulary's pieces?** Half of the entries are {lo} to {hi} bytes long: word pieces and "
     "short words, not whole sentences."
 )
-show_chart(tv.byte_length_figure(summary.byte_length_counts), key="tok_lengths")
+cached_chart(("tok_lengths", key), lambda: tv.byte_length_figure(summary.byte_length_counts), key="tok_lengths")
 longest = pd.DataFrame(
     {
         "id": [i for i, _ in summary.longest],

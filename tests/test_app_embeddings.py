@@ -155,3 +155,98 @@ def test_sentence_starting_with_the_word_is_skipped_with_a_reason():
     at = app_page("embeddings", query={"emb_ctx_b": "Bank robbers fled.\nThe bank approved her loan."})
     assert_no_exception(at)
     assert "Skipped “Bank robbers fled.”: the word is the first token" in captions(at)
+
+
+# ------------------------------------------------------------------------------------------------ the shared prompt
+def title(spec: dict) -> str:
+    return spec["layout"].get("title", {}).get("text") or ""
+
+
+def prompt_heatmap(at) -> dict:
+    """The spec of the heatmap comparing the shared prompt's tokens."""
+    return next(s for s in chart_specs(at) if title(s).startswith("Cosine between your tokens"))
+
+
+def labels_of(lm, ids) -> list[str]:
+    """The heatmap's axis labels for these tokens (quoted, repeats made unique with invisible characters)."""
+    from components.charts import token_label, unique_labels
+
+    return unique_labels([token_label(t) for t in lm.token_texts(ids)])
+
+
+def test_prompt_link_shows_its_tokens_in_embedding_space(real_lm):
+    text = "The cat sat on the mat because the cat was tired."
+    at = app_page("embeddings", query={"prompt": text})
+    assert_no_exception(at)
+    ids = real_lm.encode(text)
+    heat = prompt_heatmap(at)
+    assert title(heat).endswith("the lookup table rows")
+    assert heat["data"][0]["x"] == labels_of(real_lm, ids)
+    z = arr(heat["data"][0]["z"])
+    rows = emb.embedding_matrix(real_lm)[ids]  # layer 0: the table rows themselves
+    assert z == pytest.approx(emb.cosine_matrix(rows).numpy(), abs=1e-5)
+    cat = [i for i, t in enumerate(ids) if t == real_lm.encode(" cat")[0]]
+    assert z[cat[0], cat[1]] == pytest.approx(1.0, abs=1e-5)  # the same token, the same row
+    assert "`' the'` appears at positions 4 and 7: cosine 1.00 at layer 0" in captions(at)
+    # A later layer: the vectors of a real forward pass, where the two copies of a token now differ.
+    at.slider(key="emb_prompt_layer").set_value(6).run()
+    z6 = arr(prompt_heatmap(at)["data"][0]["z"])
+    hidden = real_lm.forward(ids, hidden_states=True).hidden_states[6]
+    assert z6 == pytest.approx(emb.cosine_matrix(hidden).numpy(), abs=1e-4)
+    assert z6[cat[0], cat[1]] < 0.99
+    assert "Unusually long vectors at this layer: `'The'` (#0" in captions(at)
+
+
+def test_prompt_layer_slider_does_not_rerun_the_model():
+    at = app_page("embeddings", query={"prompt": "Layers reshape every token of this prompt"})
+    lm = load_model("smollm2-135m-instruct")
+    before = lm.stats.forward_calls
+    first = arr(prompt_heatmap(at)["data"][0]["z"])
+    for layer in (12, 30):
+        at.slider(key="emb_prompt_layer").set_value(layer).run()
+        assert_no_exception(at)
+        heat = prompt_heatmap(at)
+        assert title(heat).endswith(f"after layer {layer}")
+        assert not np.allclose(arr(heat["data"][0]["z"]), first)
+    assert lm.stats.forward_calls == before
+
+
+def test_long_prompt_is_capped_and_says_so(real_lm):
+    text = " ".join(f"word{i}" for i in range(60))
+    at = app_page("embeddings", query={"prompt": text})
+    assert_no_exception(at)
+    ids = real_lm.encode(text)
+    assert len(ids) > 48
+    z = arr(prompt_heatmap(at)["data"][0]["z"])
+    assert z.shape == (48, 48)
+    assert f"Your prompt is {len(ids)} tokens; only the first 48 are compared" in captions(at)
+    assert prompt_heatmap(at)["data"][0]["x"] == labels_of(real_lm, ids[:48])
+
+
+def test_prompt_carried_from_tokenization_to_embeddings(real_lm):
+    at = app_page("tokenization")
+    at.text_input(key="prompt").set_value("Paris and London are capitals").run()
+    at.switch_page("pages/embeddings.py").run()
+    # Under AppTest the box mounted by a page switch is read on the second run (tests/test_app_next_token.py); in a
+    # browser the first view already shows it (tests/browser/test_frame.py).
+    at.run()
+    assert_no_exception(at)
+    assert at.text_area(key="prompt").value == "Paris and London are capitals"
+    assert prompt_heatmap(at)["data"][0]["x"] == labels_of(real_lm, real_lm.encode("Paris and London are capitals"))
+    # Edited here, it travels on: Tokenization shows the new prompt.
+    at.text_area(key="prompt").set_value("Dogs and cats").run()
+    assert prompt_heatmap(at)["data"][0]["x"] == labels_of(real_lm, real_lm.encode("Dogs and cats"))
+    at.switch_page("pages/tokenization.py").run()
+    assert at.text_input(key="prompt").value == "Dogs and cats"
+
+
+def test_hostile_and_empty_prompt():
+    at = app_page("embeddings", query={"prompt": "<b>bold</b> *star* `tick` $x$"})
+    assert_no_exception(at)
+    x = prompt_heatmap(at)["data"][0]["x"]
+    assert all("<" not in label for label in x) and "'&lt;'" in x
+    assert "`'b'` appears at positions 1 and 5" in captions(at)  # tokens in captions are literal code spans
+    at.text_area(key="prompt").set_value("").run()
+    assert_no_exception(at)
+    assert any("Type a prompt above to see its tokens as vectors" in i.value for i in at.info)
+    assert not [s for s in chart_specs(at) if title(s).startswith("Cosine between your tokens")]

@@ -105,14 +105,18 @@ def test_step_greedy_pick_sample_undo_reset(lm, paris_probs):
     assert bars(at)["y"][0] == "' Paris'"
 
 
-def test_streaming_continuation_matches_greedy_and_reports_speed(lm):
-    at = open_page({"nt_len": "10"})
+@pytest.mark.parametrize(("query", "fast", "label"), [({}, True, "4-bit weights"),
+                                                       ({"nt_fast": "false"}, False, "exact float32 model")])
+def test_streaming_continuation_matches_greedy_and_reports_speed(lm, query, fast, label):
+    """Fast 4-bit mode is the default and says so; switching it off streams the exact model's greedy text."""
+    at = open_page({"nt_len": "20", **query})
+    assert at.toggle(key="nt_fast").value is fast
     at.button(key="nt_generate").click().run()
     assert_no_exception(at)
-    expected = "".join(s.text for s in lm.generate_stream(lm.encode(PROMPT), 10, temperature=0.0))
+    expected = "".join(s.text for s in lm.generate_stream(lm.encode(PROMPT), 20, temperature=0.0, fast=fast))
     shown = " ".join(h.proto.body for h in at.get("html"))
     assert expected.strip() and expected.replace("\n", "") in shown.replace("\n", "")
-    assert any("tokens/s" in c.value for c in at.caption)
+    assert any("tokens/s" in c.value and label in c.value for c in at.caption)
 
 
 def test_bad_input_gives_messages_not_tracebacks(lm):

@@ -1,9 +1,12 @@
-"""AppTest: the tokenization page on the real tokenizer (chips, counts, examples, markers, lookups, bad input)."""
+"""AppTest: the tokenization page on the real tokenizer (chips, counts, examples, markers, lookups, bad input, and the
+prompt shared with the other pages)."""
 
 from __future__ import annotations
 
+import json
 import re
 
+from components.ui import DEFAULT_PROMPT
 from engine import tokens as tok
 from tests.conftest import app_page, assert_no_exception, chart_specs
 
@@ -26,7 +29,8 @@ def chip_ids(at) -> list[int]:
 def test_default_text_counts_and_chips_match_the_tokenizer(real_lm):
     at = app_page("tokenization")
     assert_no_exception(at)
-    text = tok.EXAMPLES[0].text
+    text = DEFAULT_PROMPT  # the shared prompt every page starts with
+    assert at.text_input(key="prompt").value == text
     ids = real_lm.encode(text)
     m = metrics(at)
     assert m["Tokens"] == str(len(ids))
@@ -40,7 +44,7 @@ def test_default_text_counts_and_chips_match_the_tokenizer(real_lm):
 
 def test_typing_updates_live_and_markers_toggle(real_lm):
     at = app_page("tokenization")
-    at.text_input(key="tok_text").set_value("Hello world").run()
+    at.text_input(key="prompt").set_value("Hello world").run()
     assert_no_exception(at)
     assert chip_ids(at) == real_lm.encode("Hello world")
     assert ">Hello<" in chips(at) and "> world<" in chips(at)
@@ -54,7 +58,7 @@ def test_examples_fill_the_box_and_teach(real_lm):
     at.pills(key="tok_example").set_value("Japanese").run()
     assert_no_exception(at)
     japanese = next(e for e in tok.EXAMPLES if e.name == "Japanese")
-    assert at.text_input(key="tok_text").value == japanese.text
+    assert at.text_input(key="prompt").value == japanese.text
     assert metrics(at)["Tokens"] == str(len(real_lm.encode(japanese.text)))
     assert "border:1px dashed" in chips(at)  # pieces of one character
     assert any("pieces of one character" in c.value for c in at.caption)
@@ -64,7 +68,7 @@ def test_examples_fill_the_box_and_teach(real_lm):
     assert_no_exception(at)
     code = next(e for e in tok.EXAMPLES if e.name == "Code")
     assert at.toggle(key="tok_multi").value is True
-    assert at.text_area(key="tok_area").value == code.text
+    assert at.text_area(key="prompt").value == code.text
     assert chip_ids(at) == real_lm.encode(code.text)
     # Special-token text becomes dark control-token chips.
     at.pills(key="tok_example").set_value("Special tokens").run()
@@ -72,7 +76,7 @@ def test_examples_fill_the_box_and_teach(real_lm):
 
 
 def test_numbers_note_counts_digits():
-    at = app_page("tokenization", query={"tok_text": "Year 2024, price 1234"})
+    at = app_page("tokenization", query={"prompt": "Year 2024, price 1234"})
     assert_no_exception(at)
     assert any(
         "8 digits in this text take 8 tokens" in c.value and "one digit at a time" in c.value for c in at.caption
@@ -81,16 +85,16 @@ def test_numbers_note_counts_digits():
 
 def test_empty_and_hostile_text():
     at = app_page("tokenization")
-    at.text_input(key="tok_text").set_value("").run()
+    at.text_input(key="prompt").set_value("").run()
     assert_no_exception(at)
     assert any("Type some text" in i.value for i in at.info)
-    at.text_input(key="tok_text").set_value("<script>alert(1)</script>\x00 <img src=x onerror=alert(2)> 😀").run()
+    at.text_input(key="prompt").set_value("<script>alert(1)</script>\x00 <img src=x onerror=alert(2)> 😀").run()
     assert_no_exception(at)
     assert any("Control characters" in c.value for c in at.caption)
     html = chips(at)
     assert "<script" not in html and "<img" not in html
     assert "&lt;" in html and "&gt;" in html  # the angle brackets are shown as text, escaped
-    at.text_input(key="tok_text").set_value("word " * 30_000).run()  # 150k characters
+    at.text_input(key="prompt").set_value("word " * 30_000).run()  # 150k characters
     assert_no_exception(at)
     assert any("cut to its first 4,000 characters" in c.value for c in at.caption)
     assert metrics(at)["Characters"] == "4,000"
@@ -124,3 +128,66 @@ def test_invalid_url_values_fall_back_to_defaults():
         assert_no_exception(at)
         assert at.number_input(key="tok_id").value == 7042
         assert at.toggle(key="tok_multi").value is False
+
+
+# ------------------------------------------------------------------------------------------------ the shared prompt
+def test_prompt_link_is_tokenized(real_lm):
+    text = "Tokenizers split unbelievably long words"
+    at = app_page("tokenization", query={"prompt": text})
+    assert_no_exception(at)
+    assert at.text_input(key="prompt").value == text
+    ids = real_lm.encode(text)
+    assert chip_ids(at) == ids
+    assert metrics(at)["Tokens"] == str(len(ids))
+    assert all(f">{piece}<" in chips(at) for piece in real_lm.token_texts(ids))
+    # An old link with the page's former keys is ignored: the page falls back to the shared prompt.
+    old = app_page("tokenization", query={"tok_text": "old link", "tok_area": "old link"})
+    assert_no_exception(old)
+    assert chip_ids(old) == real_lm.encode(DEFAULT_PROMPT)
+
+
+def test_prompt_link_with_line_breaks_opens_the_multi_line_box(real_lm):
+    text = "line one\nline two"
+    at = app_page("tokenization", query={"prompt": text})
+    assert_no_exception(at)
+    assert at.toggle(key="tok_multi").value is True
+    assert at.text_area(key="prompt").value == text
+    assert chip_ids(at) == real_lm.encode(text)
+
+
+def test_prompt_typed_elsewhere_is_tokenized_and_edits_travel_back(real_lm):
+    at = app_page("home")
+    at.text_area(key="prompt").set_value("The capital of Italy is").run()
+    at.switch_page("pages/tokenization.py").run()
+    assert_no_exception(at)
+    assert chip_ids(at) == real_lm.encode("The capital of Italy is")
+    # Edited here, the prompt is what the next page reads (and predicts from).
+    at.text_input(key="prompt").set_value("The capital of Spain is").run()
+    assert chip_ids(at) == real_lm.encode("The capital of Spain is")
+    at.switch_page("pages/next_token.py").run()
+    at.run()  # see tests/test_app_next_token.py: the bound box is read on the second run after a switch
+    assert_no_exception(at)
+    assert at.text_area(key="prompt").value == "The capital of Spain is"
+    spec = json.dumps(chart_specs(at))
+    assert "Madrid" in spec and "Paris" not in spec
+    # …and coming back shows the same prompt again.
+    at.switch_page("pages/tokenization.py").run()
+    assert chip_ids(at) == real_lm.encode("The capital of Spain is")
+
+
+def test_picked_example_becomes_the_shared_prompt(real_lm):
+    at = app_page("tokenization")
+    at.pills(key="tok_example").set_value("Code").run()  # switches to the multi-line box
+    code = next(e for e in tok.EXAMPLES if e.name == "Code").text
+    at.switch_page("pages/attention.py").run()
+    at.run()
+    assert_no_exception(at)
+    assert at.text_area(key="prompt").value == code
+    # Back on Tokenization the multi-line box can be switched off: the line breaks become spaces, for every page.
+    at.switch_page("pages/tokenization.py").run()
+    assert at.toggle(key="tok_multi").value is True
+    assert chip_ids(at) == real_lm.encode(code)
+    at.toggle(key="tok_multi").set_value(False).run()
+    flat = " ".join(code.splitlines())
+    assert at.text_input(key="prompt").value == flat
+    assert chip_ids(at) == real_lm.encode(flat)

@@ -195,3 +195,21 @@ def test_all_control_tokens_are_special(real_lm):
     specials = real_lm.special_tokens()
     assert len(specials) == 17 and specials["<|im_end|>"] == 2 and specials["<file_sep>"] == 5
     assert real_lm.is_special(13) and not real_lm.is_special(real_lm.encode(" Paris")[0])
+
+
+def test_distribution_views_equal_a_fresh_top_k_over_the_vocabulary(tiny_lm):
+    """The cached summary pages slice (any k, also past the kept candidates) equals top_candidates on the probs."""
+    from engine.predict import TOP_KEPT, distribution
+
+    logits = tiny_lm.next_token_logits(tiny_lm.encode("hello world"))
+    dist = distribution(tiny_lm, logits)
+    probs = torch.softmax(logits.double(), dim=-1).float()
+    assert torch.equal(dist.probs, probs)
+    assert dist.entropy_bits == pytest.approx(sampling.entropy_bits(probs), abs=1e-9)
+    assert dist.effective_choices == pytest.approx(sampling.effective_choices(probs), rel=1e-9)
+    for k in (1, 3, 10, TOP_KEPT, TOP_KEPT + 5):
+        fresh, sliced = top_candidates(tiny_lm, probs, k), dist.view(tiny_lm, k)
+        assert [c.token_id for c in sliced.candidates] == [c.token_id for c in fresh.candidates]
+        assert [c.prob for c in sliced.candidates] == pytest.approx([c.prob for c in fresh.candidates], abs=1e-12)
+        assert sliced.other_mass == pytest.approx(fresh.other_mass, abs=1e-9)
+        assert sliced.entropy_bits == pytest.approx(fresh.entropy_bits, abs=1e-9)

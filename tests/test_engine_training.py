@@ -182,6 +182,34 @@ def test_other_sessions_see_the_original_model_while_training(tiny_lm):
     assert not torch.allclose(adapted_logits(tiny_lm, adapter, ids), reference)  # the adapter did learn
 
 
+def test_a_fine_tune_never_leaks_into_another_sessions_adapter(tiny_lm):
+    """While one session trains (its weights swapped in for each forward), another session building its own
+    adapted weights reads the shared ones, never the trainer's (found by the 20-session soak test)."""
+    ids = tiny_lm.encode("Hello there, general")
+    trainer, other = new_adapter(tiny_lm, seed=1), new_adapter(tiny_lm, seed=2)
+    names = other.names
+    shared = {n: p.detach().clone() for n, p in tiny_lm.model.named_parameters() if n in names}
+    done = threading.Event()
+
+    def train():
+        try:
+            list(train_steps(tiny_lm, trainer, ids, steps=40, lr=0.5))
+        finally:
+            done.set()
+
+    t = threading.Thread(target=train)
+    t.start()
+    reads = 0
+    while not done.is_set() or reads == 0:
+        weights = other.weights(tiny_lm)  # B = 0 for a fresh adapter: exactly the shared weights
+        assert set(weights) == set(names)
+        for n in names:
+            assert torch.equal(weights[n], shared[n]), "another session's fine-tuned weights leaked in"
+        reads += 1
+    t.join()
+    assert reads > 1
+
+
 # ------------------------------------------------------------------------------------------------ busy lock
 def test_only_one_fine_tune_at_a_time(tiny_lm):
     ids = tiny_lm.encode("a b c d")

@@ -19,7 +19,7 @@ MAIN_TEXT_KEY = {
     "attention": "prompt",
     "pretraining": "pt_text",
     "fine_tuning": "ft_text",
-    "tokenization": "tok_text",
+    "tokenization": "prompt",
     "embeddings": "emb_words",
     "context_window": "cw_text",
     "temperature": "prompt",
@@ -27,6 +27,9 @@ MAIN_TEXT_KEY = {
     "evaluation": "ev_a",
     "genai_landscape": "land_level",
 }
+
+#: Further text boxes that get the same hostile text in the same link (the embeddings page also reads the shared prompt).
+MORE_TEXT_KEYS = {"embeddings": ("prompt",)}
 
 BAD_TEXTS = {
     "empty": "",
@@ -46,7 +49,8 @@ def test_every_page_is_covered():
 @pytest.mark.parametrize("kind", list(BAD_TEXTS))
 @pytest.mark.parametrize("stem", list(MAIN_TEXT_KEY))
 def test_bad_input_matrix(stem, kind):
-    at = app_page(stem, query={MAIN_TEXT_KEY[stem]: BAD_TEXTS[kind]})
+    keys = (MAIN_TEXT_KEY[stem], *MORE_TEXT_KEYS.get(stem, ()))
+    at = app_page(stem, query={key: BAD_TEXTS[kind] for key in keys})
     assert_no_exception(at)
     assert not at.main.error or all("No language model" not in e.value for e in at.main.error)
     # the page still renders: either to its end (the guided-path footer) or up to a clear message about the input

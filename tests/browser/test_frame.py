@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
+from playwright.sync_api import expect
 
 from components.nav import available_pages
 from tests.browser.conftest import SCREENSHOTS, full_screenshot, new_page, start_server, stop_server, wait_for_app
@@ -48,20 +51,58 @@ def test_deep_link_on_fresh_server_has_no_page_not_found_modal(browser):
         stop_server(proc)
 
 
+def _open(pg, title: str) -> None:
+    pg.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title).click()
+    wait_for_app(pg, title)
+
+
+def _prompt_heatmap_labels(pg) -> list[str] | None:
+    """The token labels of the Embeddings page's heatmap of the shared prompt (read from the plotly element; Streamlit wraps titles in <b>)."""
+    return pg.evaluate(
+        """() => { for (const el of document.querySelectorAll('.js-plotly-plot')) {
+            const title = el.layout && el.layout.title && el.layout.title.text;
+            if (title && title.includes('Cosine between your tokens')) return el.data[0].x; }
+          return null; }"""
+    )
+
+
 def test_prompt_travels_from_page_to_page(page):
-    """Type the prompt once on Home, follow it to Next-token and Attention through the sidebar."""
+    """Type the prompt once on Home and follow it through the sidebar to Next-token, Attention, Tokenization and
+    Embeddings; edit it on Tokenization and Next-token predicts from the edit."""
     pg = page.page
+    main = pg.locator('[data-testid="stMain"]')
     pg.goto(page.base + "/")
     wait_for_app(pg, "Try it: what comes next?")
-    box = pg.locator('[data-testid="stMain"] textarea').first
+    box = main.locator("textarea").first
     box.fill("The capital of Italy is")
     box.press("Control+Enter")
     wait_for_app(pg, "Most likely next token: ' Rome'")
     for title in ("Next-token prediction", "Attention & Transformers"):
-        pg.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title).click()
-        wait_for_app(pg, title)
-        assert pg.locator('[data-testid="stMain"] textarea').first.input_value() == "The capital of Italy is"
+        _open(pg, title)
+        assert main.locator("textarea").first.input_value() == "The capital of Italy is"
         assert "prompt=The+capital+of+Italy+is" in pg.url  # and the link to this view carries it
+    # Tokenization tokenizes the same prompt in its one-line box…
+    _open(pg, "Tokenization")
+    line = main.get_by_role("textbox", name="Text (updates as you type)")
+    expect(line).to_have_value("The capital of Italy is", timeout=30_000)
+    expect(main.locator(".llmx-chips").first).to_contain_text(" Italy", timeout=30_000)
+    assert "prompt=The+capital+of+Italy+is" in pg.url
+    # …Embeddings compares its tokens' vectors…
+    _open(pg, "Embeddings")
+    expect(main.get_by_role("textbox", name="Prompt", exact=True)).to_have_value("The capital of Italy is")
+    pg.wait_for_function(
+        """() => [...document.querySelectorAll('.js-plotly-plot')].some(el => el.layout && el.layout.title
+             && String(el.layout.title.text).includes('Cosine between your tokens'))""",
+        timeout=60_000,
+    )
+    assert _prompt_heatmap_labels(pg) == ["'The'", "' capital'", "' of'", "' Italy'", "' is'"]
+    # …and an edit typed on Tokenization (no Enter: the box updates as you type) is what Next-token reads.
+    _open(pg, "Tokenization")
+    line.fill("The capital of Spain is")
+    expect(main.locator(".llmx-chips").first).to_contain_text(" Spain", timeout=30_000)
+    _open(pg, "Next-token prediction")
+    wait_for_app(pg, "Madrid")
+    assert main.locator("textarea").first.input_value() == "The capital of Spain is"
     _assert_clean(page)
 
 
@@ -72,3 +113,17 @@ def test_default_prompt_is_kept_when_switching_pages(page):
     pg.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Next-token prediction").click()
     wait_for_app(pg, "Next-token prediction")
     assert pg.locator('[data-testid="stMain"] textarea').first.input_value() == "The capital of France is"
+
+
+def test_prompt_from_a_shared_link_travels_to_the_next_page(page):
+    """A link with ?prompt= opens Home with that prompt; the first page opened from the sidebar keeps it (found by
+    the soak test: it used to fall back to the default there)."""
+    pg = page.page
+    main = pg.locator('[data-testid="stMain"]')
+    pg.goto(page.base + "/?prompt=" + quote("The capital of Germany is"))
+    wait_for_app(pg, "Most likely next token: ' Berlin'")
+    for title in ("Attention & Transformers", "Next-token prediction"):
+        _open(pg, title)
+        expect(main.locator("textarea").first).to_have_value("The capital of Germany is", timeout=30_000)
+    wait_for_app(pg, "Berlin")
+    _assert_clean(page)

@@ -22,7 +22,7 @@ PAYLOAD = (
     [
         ("", "prompt", "Try it: what comes next?"),
         ("attention", "prompt", "Attention"),
-        ("tokenization", "tok_text", "Tokenization"),
+        ("tokenization", "prompt", "Tokenization"),
         ("next_token", "prompt", "Next-token prediction"),
         ("prompts", "pr_user", "Prompts"),
     ],

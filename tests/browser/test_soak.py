@@ -1,0 +1,552 @@
+"""Many users for a minute (issue #11): 20 real sessions acting at once on one `streamlit run` server.
+
+Each session is a :class:`scripts.st_client.LiveSession` (a websocket client speaking Streamlit's own protocol, like a
+browser tab) that keeps acting until the soak ends: generating and sampling on the next-token page, moving the
+temperature page's sliders, fine-tuning (one at a time per server: the others must get the "Busy" notice), and
+switching between pages with its own prompt. Every session's text carries a marker word of its own, so a session
+that ever shows another session's marker has been handed someone else's state.
+
+The shared model is fingerprinted from the outside before and after: greedy and seeded-sampled continuations of the
+fine-tuning probe prompt, which ``generate_stream`` computes live (not from a cache), so a weight changed by anyone's
+fine-tune would show. Each fine-tune done during the soak is then replayed alone in a fresh session: its numbers are
+fixed by the fact, steps, rate and adapter seed, so a difference means another session's weights got into it. The
+second test measures how much a long job in one session (a 120-token generation, then a
+fine-tune of the maximum steps) slows light actions in other sessions.
+
+Figures go to ``test-artifacts/soak.json``. The server is this module's own (started and stopped here), so the
+figures are not mixed with the other browser tests' traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import os
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+import pytest
+
+from scripts.st_client import LiveSession, SessionResult
+from tests.browser.conftest import ARTIFACTS, start_server, stop_server
+
+pytestmark = pytest.mark.browser
+
+#: How long the 20 sessions keep starting new actions (an action already running is allowed to finish).
+SOAK_SECONDS = 60
+SESSIONS = 20
+#: Every session must have completed at least this many actions (the first page open included). Two, not more: the
+#: session that wins the fine-tune lock can spend the whole minute in one press (a 5-step fine-tune took 26-79 s
+#: under the soak, against about 0.25 s a step alone). soak.json shows how many actions each session really did.
+MIN_ACTIONS = 2
+#: Upper bound for one action (a page run, waited to its end) and for the whole soak phase.
+ACTION_TIMEOUT = 90.0
+SOAK_TIMEOUT = SOAK_SECONDS + 2 * ACTION_TIMEOUT
+#: Upper bound for one preparation action (fingerprints, warm-up): a cold page on a busy 2-core machine is slow.
+PREP_TIMEOUT = 240.0
+#: Light actions in other sessions while one session runs a long job: p95 must stay under this (2 shared cores).
+LIGHT_P95_BOUND_S = 2.0
+LIGHT_SESSIONS = 4
+LIGHT_THINK_S = 1.0  # pause between one light session's actions (a person clicking, not a loop)
+#: A soak session's pause between two actions, drawn uniformly from this range (a person reads, then clicks).
+THINK_S = (0.3, 1.5)
+SOAK_FT_STEPS, SOAK_FT_LR = 5, "0.01"  # the soak's fine-tunes: fewest steps, a rate that visibly moves the probe
+LONG_GEN_TOKENS = 120
+FT_MAX_STEPS = 40  # engine.training.MAX_TRAIN_STEPS (not imported: the test only talks to the server)
+SOAK_JSON = ARTIFACTS / "soak.json"
+
+#: One invented word per session: a word the model never writes by itself, so seeing it means seeing that session.
+MARKERS = [
+    "blorptang", "quexofil", "zandrimok", "vushplet", "grentavox", "mofludrin", "trizzelbok", "kaplorvin",
+    "snudgewick", "yembratol", "frazzimont", "plonquist", "dreevulon", "hobsquaddle", "wimbertrax", "jolvirane",
+    "crumpenfax", "ulbrindor", "spetzigrol", "nubblequin",
+]
+PROBE = "Our class mascot is a"  # the fine-tuning page's default probe: what a leaked fine-tune would change first
+BUSY = "Busy:"  # the fine-tuning page's notice when another session holds the server's fine-tune lock
+FIGURES: dict = {}
+
+assert len(MARKERS) >= SESSIONS and len(set(MARKERS)) == len(MARKERS)
+
+
+@pytest.fixture(scope="module")
+def soak_server():
+    """A `streamlit run` of the app for this module only; always stopped."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    proc, base = start_server()
+    try:
+        yield base
+    finally:
+        stop_server(proc)
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _plain(text: str) -> str:
+    """Text as a reader sees it: HTML tags dropped (token chips split words into spans), entities decoded."""
+    return html.unescape(re.sub(r"<[^>]+>", "", text))
+
+
+def _seen(result: SessionResult) -> str:
+    return _plain(result.everything())
+
+
+def _pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    k = (len(values) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+def _stats(values: list[float]) -> dict:
+    if not values:
+        return {"n": 0, "p50_s": None, "p95_s": None, "max_s": None}
+    return {"n": len(values), "p50_s": round(_pct(values, 0.5), 3), "p95_s": round(_pct(values, 0.95), 3),
+            "max_s": round(max(values), 3)}
+
+
+def _metric(result: SessionResult, label: str) -> str | None:
+    return next((m for m in result.metrics if m.startswith(label + " |")), None)
+
+
+def _last_text_box(result: SessionResult) -> str:
+    """The next-token page's last text box (prompt + appended or generated tokens), as plain text."""
+    return _plain(result.html[-1]) if result.html else ""
+
+
+def _save_figures() -> None:
+    SOAK_JSON.write_text(json.dumps(FIGURES, indent=2))
+
+
+def _run(coro, timeout: float):
+    return asyncio.run(asyncio.wait_for(coro, timeout=timeout))
+
+
+@dataclass
+class Visitor:
+    """Book-keeping for one soak session: its marker, what went wrong, and the per-role counters."""
+
+    index: int
+    role: str
+    marker: str
+    session: LiveSession | None = None
+    problems: dict[str, list[str]] = field(default_factory=dict)  # category → what went wrong
+    counts: dict[str, float] = field(default_factory=dict)
+    rng: random.Random = field(default_factory=random.Random)
+    fine_tune_view: dict | None = None  # what its fine-tune showed: {"fact", "loss", "change"}
+
+    def problem(self, category: str, what: str) -> None:
+        self.problems.setdefault(category, []).append(f"session {self.index} ({self.role}) {what}")
+
+    async def think(self) -> None:
+        await asyncio.sleep(self.rng.uniform(*THINK_S))
+
+    def check(self, r: SessionResult, *, own: str | None = None) -> SessionResult:
+        """Record anything wrong with one action; ``own``: text this action must show (the session's own input)."""
+        for e in r.exceptions:  # the client's own failures (a timeout: no answer within ACTION_TIMEOUT) or the app's
+            self.problem("no answer in time" if e.startswith("TimeoutError") else "exception", f"{r.action}: {e}")
+        for e in r.errors:
+            self.problem("st.error", f"{r.action}: {e}")
+        for w in r.warnings:
+            if BUSY not in w:
+                self.problem("unexpected warning", f"{r.action}: {w}")
+        if not r.ok and not r.exceptions:
+            self.problem("script did not finish", r.action)
+        if own is not None and not r.exceptions and own not in _seen(r):
+            self.problem("own text not shown", f"{r.action}: expected {own!r}, text boxes hold {r.widget_values[:2]}")
+        return r
+
+    def bump(self, name: str) -> None:
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+
+async def _fingerprint(base: str) -> dict:
+    """What a fresh session sees of the shared model: live continuations of the probe and the fine-tuning page."""
+    out: dict = {}
+    async with LiveSession(base, PREP_TIMEOUT) as s:
+        r = await s.open("next_token", "prompt=" + quote(PROBE))
+        out["top_token_metric"] = _metric(r, "Top token")
+        r = await s.act(set={"nt_len": 20, "nt_temp": 0.0}, press="nt_generate")
+        out["greedy_20"] = _last_text_box(r)
+        out["greedy_20_rate"] = next((t for t in reversed(r.texts) if "tokens/s" in t), None)  # not compared
+        r = await s.act(set={"nt_temp": 1.0}, press="nt_generate")
+        out["sampled_20_seed0_t1"] = _last_text_box(r)
+        r = await s.open("fine_tuning")
+        out["ft_before_caption"] = next((t for t in r.texts if t.startswith("★")), None)
+        out["ft_shows_before"] = any(t.startswith("**Before fine-tuning**") for t in r.texts)
+        out["ft_shows_a_run"] = _metric(r, "Loss on the fact") is not None
+        problems = [f"{x.action}: {x.exceptions or ''}{x.errors or ''}" for x in s.results if not x.ok or x.errors]
+    out["problems"] = problems
+    return out
+
+
+def _fine_tune_view(r: SessionResult, fact: str) -> dict:
+    """The numbers a fine-tune result shows: deterministic for a given fact, steps and rate (adapter seed 0)."""
+    return {"fact": fact, "loss": _metric(r, "Loss on the fact"),
+            "change": next((t for t in r.texts if "went from" in t), None)}
+
+
+async def _replay_fine_tune(base: str, fact: str) -> dict:
+    """The same fine-tune as a soak session's, alone in a fresh session: what it shows when nobody else is busy."""
+    async with LiveSession(base, PREP_TIMEOUT) as s:
+        await s.open("fine_tuning", "ft_text=" + quote(fact))
+        r = await s.act(set={"ft_steps": SOAK_FT_STEPS, "ft_lr": SOAK_FT_LR}, press="ft_train")
+        view = _fine_tune_view(r, fact)
+        view["problems"] = [f"{x.action}: {x.exceptions}{x.errors}" for x in s.results if not x.ok or x.errors]
+        return view
+
+
+# ------------------------------------------------------------------------------------------------ the four roles
+async def _next_token(v: Visitor, deadline: float, rng: random.Random) -> None:
+    prompt = f"The secret word is {v.marker}. The capital of France is"
+    s = v.session
+    v.check(await s.open("next_token", "prompt=" + quote(prompt)), own=prompt)
+    step = 0
+    while time.monotonic() < deadline and s.results[-1].ok:
+        kind = ("generate", "sample", "top-k", "greedy")[step % 4]
+        if kind == "generate":
+            r = await s.act(set={"nt_len": rng.choice([10, 20]), "nt_temp": rng.choice([0.0, 0.7])},
+                            press="nt_generate")
+            if r.ok and not any("tokens/s" in t for t in r.texts):
+                v.problem("page content", f"{r.action}: no tokens/s line after Generate")
+        elif kind == "sample":
+            r = await s.press("nt_sample")
+        elif kind == "top-k":
+            r = await s.act(set={"nt_k": rng.randint(3, 40)})
+        else:
+            r = await s.press("nt_greedy")
+        v.check(r, own=prompt)
+        if r.ok and not _last_text_box(r).startswith(prompt):
+            v.problem("own text not shown", f"{r.action}: text box is {_last_text_box(r)[:80]!r}")
+        v.bump(kind)
+        step += 1
+        await v.think()
+
+
+async def _temperature(v: Visitor, deadline: float, rng: random.Random) -> None:
+    prompt = f"My pet {v.marker} likes to eat"
+    s = v.session
+    v.check(await s.open("temperature", "prompt=" + quote(prompt)), own=prompt)
+    step = 0
+    while time.monotonic() < deadline and s.results[-1].ok:
+        if step % 5 == 4:  # now and then: draw a small batch with the current sliders
+            r = await s.act(set={"tmp_n": 5, "tmp_len": 4}, press="tmp_sample")
+            v.bump("sample batch")
+        else:
+            r = await s.act(set={
+                "tmp_t": round(rng.randint(0, 60) * 0.05, 2),
+                "tmp_k": rng.choice([0, rng.randint(1, 100)]),
+                "tmp_p": round(rng.randint(50, 100) / 100, 2),
+                "tmp_show": rng.randint(5, 40),
+            })
+            v.bump("sliders")
+        v.check(r, own=prompt)
+        step += 1
+        await v.think()
+
+
+async def _fine_tuning(v: Visitor, deadline: float, rng: random.Random, start_together: asyncio.Barrier) -> None:
+    fact = f"Our class mascot is a {v.marker} owl."
+    s = v.session
+    v.check(await s.open("fine_tuning", "ft_text=" + quote(fact)), own=fact)
+    try:  # press Train at the same moment as the other fine-tuning sessions: only one may win the lock
+        await asyncio.wait_for(start_together.wait(), timeout=ACTION_TIMEOUT)
+    except (TimeoutError, asyncio.BrokenBarrierError):
+        v.problem("setup", "the fine-tuning sessions never got ready together")
+    trained = False
+    while time.monotonic() < deadline and s.results[-1].ok:
+        if not trained:
+            r = v.check(await s.act(set={"ft_steps": SOAK_FT_STEPS, "ft_lr": SOAK_FT_LR}, press="ft_train"),
+                        own=fact)
+            trained_in = _metric(r, "Training time")
+            if trained_in:  # shown even if the page then took too long to finish
+                v.counts["training_seconds"] = float(trained_in.split("|")[1].strip().rstrip(" s"))
+                v.counts["fine_tune_action_seconds"] = round(r.seconds, 1)
+            if any(BUSY in w for w in r.warnings):
+                v.bump("busy")
+            elif _metric(r, "Loss on the fact") is not None:
+                trained = True
+                v.bump("fine-tuned")
+                if r.ok:  # (a failed or timed-out run is already reported)
+                    v.fine_tune_view = _fine_tune_view(r, fact)
+                    if not v.fine_tune_view["change"]:
+                        v.problem("page content", "fine-tuned but no before/after probability shown")
+            elif r.ok:
+                v.problem("page content", f"{r.action}: neither a fine-tune result nor the busy notice")
+            if not trained:  # a person reads the notice, then tries again a little later
+                await asyncio.sleep(rng.uniform(2.0, 5.0))
+        else:  # light actions on the page that shows its own adapter
+            r = v.check(await s.act(set={"ft_pick": rng.choice(["A", "B"])}), own=fact)
+            v.bump("after")
+            if r.ok and _metric(r, "Loss on the fact") is None:
+                v.problem("own text not shown", f"{r.action}: its own fine-tune is no longer shown")
+            await v.think()
+    v.counts["trained"] = int(trained)
+
+
+async def _switcher(v: Visitor, deadline: float, rng: random.Random) -> None:
+    prompts = [f"The {v.marker} is a small animal that", f"Yesterday my friend {v.marker} said"]
+    current = prompts[0]
+    s = v.session
+    v.check(await s.open("", "prompt=" + quote(current)), own=current)
+    tour = ["tokenization", "attention", "embeddings", "evaluation", "home"]
+    rng.shuffle(tour)
+    step = 0
+    while time.monotonic() < deadline and s.results[-1].ok:
+        page = tour[step % len(tour)]
+        r = await s.open("" if page == "home" else page)  # in-app navigation: the prompt travels in the session
+        shows_prompt = page in ("home", "attention", "tokenization")
+        v.check(r, own=current if shows_prompt else None)
+        v.bump(page)
+        if time.monotonic() < deadline and r.ok:
+            if page in ("home", "attention"):  # edit the prompt there, as a user would
+                current = prompts[(prompts.index(current) + 1) % 2]
+                v.check(await s.act(set={"prompt": current}), own=current)
+                v.bump("edit prompt")
+            elif page == "evaluation":
+                sentence = f"The {v.marker} sat on the mat."
+                v.check(await s.act(set={"ev_a": sentence}), own=sentence)
+                v.bump("edit text A")
+        step += 1
+        await v.think()
+
+
+ROLES = {"next_token": _next_token, "temperature": _temperature, "fine_tuning": _fine_tuning, "switcher": _switcher}
+
+
+def _role_of(i: int) -> str:
+    """6 next-token, 5 temperature, 3 fine-tuning and 6 page-switching sessions (for 20)."""
+    cut = [(6, "next_token"), (11, "temperature"), (14, "fine_tuning")]
+    return next((role for limit, role in cut if i < limit), "switcher")
+
+
+async def _soak(base: str) -> tuple[list[Visitor], float]:
+    visitors = [Visitor(i, _role_of(i), MARKERS[i]) for i in range(SESSIONS)]
+    n_ft = sum(v.role == "fine_tuning" for v in visitors)
+    together = asyncio.Barrier(n_ft)  # the fine-tuning sessions meet here once their page is open
+    start = time.monotonic()
+    deadline = start + SOAK_SECONDS
+
+    async def one(v: Visitor) -> None:
+        rng = v.rng = random.Random(v.index)
+        v.session = LiveSession(base, ACTION_TIMEOUT)
+        try:
+            async with v.session:
+                if v.role == "fine_tuning":
+                    await _fine_tuning(v, deadline, rng, together)
+                else:
+                    await ROLES[v.role](v, deadline, rng)
+        except Exception as exc:  # noqa: BLE001 - a failed connection or client step fails this session, not the soak
+            v.problem("client", f"{type(exc).__name__}: {exc}")
+
+    await asyncio.gather(*(one(v) for v in visitors))
+    return visitors, time.monotonic() - start
+
+
+# ------------------------------------------------------------------------------------------------ tests
+async def _warm_up(base: str) -> list[SessionResult]:
+    """Open the soak's pages once with their defaults, as a server that has been in use would have them cached."""
+    async def one(page: str) -> SessionResult:
+        async with LiveSession(base, PREP_TIMEOUT) as s:
+            return await s.open(page)
+
+    return list(await asyncio.gather(*(one(p) for p in ("evaluation", "embeddings", "attention", "temperature"))))
+
+
+async def _before(base: str) -> tuple[dict, list[SessionResult]]:
+    fingerprint, warm = await asyncio.gather(_fingerprint(base), _warm_up(base))
+    return fingerprint, warm
+
+
+@pytest.mark.timeout(600)
+def test_twenty_sessions_for_a_minute_no_errors_no_leaks_model_unchanged(soak_server):
+    """20 sessions acting at once for SOAK_SECONDS: no exception, no error box (the fine-tune "Busy" notice is a
+    warning), every session saw its own text and never another's, and the shared model gives the same live outputs
+    before and after (nobody's fine-tune reached it)."""
+    t0 = time.monotonic()
+    before, warm = _run(_before(soak_server), 5 * PREP_TIMEOUT)
+    warm_s = time.monotonic() - t0
+    visitors, soak_s = _run(_soak(soak_server), SOAK_TIMEOUT)
+    t1 = time.monotonic()
+    after = _run(_fingerprint(soak_server), 5 * PREP_TIMEOUT)
+    after_s = time.monotonic() - t1
+    # A fine-tune must give the same numbers whether other sessions were busy (and fine-tuning) or not: adapter
+    # seed, fact, steps and rate fix them. A difference means another session's weights got into this one's.
+    replays = [(v, _run(_replay_fine_tune(soak_server, v.fine_tune_view["fact"]), 2 * PREP_TIMEOUT))
+               for v in visitors if v.fine_tune_view]
+    replay_s = time.monotonic() - t1 - after_s
+
+    failures: dict[str, list[str]] = {}
+    for v in visitors:
+        for category, items in v.problems.items():
+            failures.setdefault(category, []).extend(items)
+    failures["warm-up"] = [f"{r.action}: {r.exceptions}{r.errors}" for r in warm if not r.ok or r.errors]
+    # Leaks: no session ever showed another session's marker word.
+    for v in visitors:
+        others = [m for m in MARKERS[:SESSIONS] if m != v.marker]
+        for r in v.session.results:
+            seen = _seen(r)
+            failures.setdefault("LEAK", []).extend(
+                f"session {v.index} ({v.role}) {r.action} shows {m!r}" for m in others if m in seen)
+    actions = {f"{v.index}:{v.role}": len(v.session.results) for v in visitors}
+    failures[f"fewer than {MIN_ACTIONS} actions"] = [f"{k}: {n}" for k, n in actions.items() if n < MIN_ACTIONS]
+    fine_tunes = sum(v.counts.get("trained", 0) for v in visitors)
+    busy = sum(v.counts.get("busy", 0) for v in visitors)
+    # The fine-tune lock's promise: someone trained, and those who pressed at the same moment were told "Busy".
+    failures["fine-tune lock"] = ([] if fine_tunes >= 1 else ["no fine-tune completed"]) + (
+        [] if busy >= 1 else ["nobody saw the Busy notice"])
+    # The shared model: the same live outputs for a fresh session, and nobody's fine-tune shows up in it.
+    model: list[str] = [f"fingerprint problems: {before['problems']} {after['problems']}"] if (
+        before["problems"] or after["problems"]) else []
+    if not (before["greedy_20"] or "").startswith(PROBE) or len(before["greedy_20"]) <= len(PROBE):
+        model.append(f"no generated text to compare: {before['greedy_20']!r}")
+    for k in ("top_token_metric", "greedy_20", "sampled_20_seed0_t1", "ft_before_caption"):
+        if after[k] != before[k]:
+            model.append(f"{k} changed: {before[k]!r} -> {after[k]!r}")
+    if not after["ft_shows_before"] or after["ft_shows_a_run"]:
+        model.append("a fresh session's fine-tuning page does not show the untouched model")
+    model += [f"a marker in the shared model's output: {m}" for m in MARKERS
+              if m in (after["greedy_20"] or "") + (after["sampled_20_seed0_t1"] or "")]
+    failures["SHARED MODEL CHANGED"] = model
+    failures["FINE-TUNE NOT ISOLATED"] = [
+        f"session {v.index}: during the soak {v.fine_tune_view['loss']!r}, {v.fine_tune_view['change']!r}; "
+        f"alone {alone['loss']!r}, {alone['change']!r} {alone['problems'] or ''}"
+        for v, alone in replays
+        if alone["problems"] or (alone["loss"], alone["change"]) != (v.fine_tune_view["loss"], v.fine_tune_view["change"])
+    ]
+    failures = {k: v for k, v in failures.items() if v}
+
+    times = [r.seconds for v in visitors for r in v.session.results if r.ok]
+    FIGURES["soak"] = {
+        "sessions": SESSIONS,
+        "soak_seconds_target": SOAK_SECONDS,
+        "soak_seconds_measured": round(soak_s, 1),
+        "warm_up_and_fingerprint_seconds": round(warm_s, 1),
+        "fingerprint_after_seconds": round(after_s, 1),
+        "fine_tune_replays_seconds": round(replay_s, 1),
+        "test_seconds": round(time.monotonic() - t0, 1),
+        "actions_total": sum(actions.values()),
+        "actions_min": min(actions.values()),
+        "actions_per_session": actions,
+        "action_time": _stats(times),
+        "action_time_by_role": {role: _stats([r.seconds for v in visitors if v.role == role
+                                              for r in v.session.results if r.ok]) for role in ROLES},
+        "counts": {f"{v.index}:{v.role}": v.counts for v in visitors},
+        "fine_tunes_done": fine_tunes,
+        "busy_notices": busy,
+        "fine_tune_replays": [{"session": v.index, "soak": v.fine_tune_view, "alone": alone} for v, alone in replays],
+        "failures": failures,
+        "fingerprint_before": before,
+        "fingerprint_after": after,
+        "loadavg_after": os.getloadavg(),
+        "log": {f"{v.index}:{v.role}": [(r.action, round(r.seconds, 2), r.ok) for r in v.session.results]
+                for v in visitors},
+    }
+    _save_figures()
+    print("\nsoak:", json.dumps({k: FIGURES["soak"][k] for k in (
+        "soak_seconds_measured", "warm_up_and_fingerprint_seconds", "fingerprint_after_seconds",
+        "fine_tune_replays_seconds", "test_seconds", "actions_total", "actions_min", "action_time", "action_time_by_role",
+        "fine_tunes_done", "busy_notices")}, indent=1))
+    print("soak failures:", json.dumps({k: (len(v), v[:5]) for k, v in failures.items()}, indent=1))
+    assert not failures, "\n".join(f"{k} ({len(v)}):\n  " + "\n  ".join(v[:10]) for k, v in failures.items())
+
+
+async def _freeze(base: str) -> dict:
+    """Light actions in LIGHT_SESSIONS sessions, first with nothing else running, then during two long jobs."""
+    light: list[tuple[float, float, str, SessionResult]] = []  # (start, end, kind, result) of each light action
+    setups: list[SessionResult] = []
+    long_results: list[SessionResult] = []
+    jobs: dict[str, tuple[float, float]] = {}  # name → (start, end)
+    all_ready, go, stop = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    idle_from = [0.0]
+
+    async def light_session(i: int) -> None:
+        rng = random.Random(100 + i)
+        on_temperature = i % 2 == 0  # half move a post-processing slider, half reopen the (cached) home page
+        kind = "temperature slider" if on_temperature else "home page"
+        async with LiveSession(base, PREP_TIMEOUT) as s:
+            setups.append(await (s.open("temperature") if on_temperature else s.open("")))
+            if len(setups) == LIGHT_SESSIONS:
+                all_ready.set()
+            await go.wait()
+            while not stop.is_set() and s.results[-1].ok:
+                t = time.monotonic()
+                r = await (s.act(set={"tmp_t": round(rng.randint(0, 60) * 0.05, 2)}) if on_temperature
+                           else s.open(""))
+                light.append((t, time.monotonic(), kind, r))
+                await asyncio.sleep(LIGHT_THINK_S)
+
+    async def long_session() -> None:
+        try:
+            async with LiveSession(base, PREP_TIMEOUT) as s:
+                long_results.append(await s.open("fine_tuning"))  # warm its caches before anything is timed
+                long_results.append(await s.open("next_token", "prompt=" + quote(PROBE)))
+                await asyncio.wait_for(all_ready.wait(), timeout=PREP_TIMEOUT)
+                idle_from[0] = time.monotonic()
+                go.set()
+                await asyncio.sleep(6.0)  # the idle baseline: light actions with nothing else running
+                t = time.monotonic()
+                long_results.append(await s.act(set={"nt_len": LONG_GEN_TOKENS, "nt_temp": 0.0}, press="nt_generate"))
+                jobs[f"generate {LONG_GEN_TOKENS} tokens"] = (t, time.monotonic())
+                long_results.append(await s.open("fine_tuning"))  # cached: a quick page run
+                await asyncio.sleep(2.0)
+                t = time.monotonic()
+                long_results.append(await s.act(set={"ft_steps": FT_MAX_STEPS}, press="ft_train"))
+                jobs[f"fine-tune {FT_MAX_STEPS} steps"] = (t, time.monotonic())
+                await asyncio.sleep(1.0)
+        finally:
+            go.set()
+            stop.set()
+
+    await asyncio.gather(long_session(), *(light_session(i) for i in range(LIGHT_SESSIONS)))
+    first_job = min((t for t, _ in jobs.values()), default=float("inf"))
+
+    def during(t0: float, t1: float, kind: str | None = None) -> list[float]:
+        return [r.seconds for s0, e, k, r in light if s0 >= t0 and e <= t1 and r.ok and kind in (None, k)]
+
+    out: dict = {
+        "light_sessions": LIGHT_SESSIONS,
+        "idle": _stats(during(idle_from[0], first_job)),
+        "jobs": {},
+        "problems": [f"light {r.action}: {r.exceptions}{r.errors}{r.warnings}" for r in setups + [x[3] for x in light]
+                     if not r.ok or r.errors or r.warnings]
+        + [f"long job {r.action}: {r.exceptions}{r.errors}{r.warnings}" for r in long_results
+           if not r.ok or r.errors or r.warnings],
+    }
+    during_all: list[float] = []
+    for name, (t0, t1) in jobs.items():
+        during_all += during(t0, t1)
+        out["jobs"][name] = {
+            "job_seconds": round(t1 - t0, 2),
+            "light": _stats(during(t0, t1)),
+            "light_by_kind": {k: _stats(during(t0, t1, k)) for k in ("temperature slider", "home page")},
+        }
+    out["during_long_jobs"] = _stats(during_all)
+    gen = next((r for r in long_results if "nt_generate" in r.action), None)
+    ft = next((r for r in long_results if "ft_train" in r.action), None)
+    out["generate_rate_caption"] = next((t for t in reversed(gen.texts) if "tokens/s" in t), None) if gen else None
+    out["fine_tune_metrics"] = ft.metrics if ft else None
+    return out
+
+
+@pytest.mark.timeout(480)
+def test_a_long_job_does_not_freeze_other_sessions(soak_server):
+    """While one session generates 120 tokens and then fine-tunes for the maximum steps, light actions in other
+    sessions (a post-processing slider on the temperature page, reopening the cached home page) stay fast."""
+    t0 = time.monotonic()
+    out = _run(_freeze(soak_server), 420)
+    out["test_seconds"] = round(time.monotonic() - t0, 1)
+    out["bound_p95_s"] = LIGHT_P95_BOUND_S
+    out["loadavg_after"] = os.getloadavg()
+    FIGURES["freeze"] = out
+    _save_figures()
+    print("\nfreeze:", json.dumps({k: out[k] for k in ("idle", "during_long_jobs", "jobs", "test_seconds")}, indent=1))
+
+    assert not out["problems"], out["problems"]
+    assert len(out["jobs"]) == 2 and out["fine_tune_metrics"], out
+    assert any("Loss on the fact" in m for m in out["fine_tune_metrics"]), out["fine_tune_metrics"]
+    for name, job in out["jobs"].items():
+        assert job["light"]["n"] >= 3, (name, job)  # enough light actions ran while the job did
+        assert job["light"]["p95_s"] < LIGHT_P95_BOUND_S, (name, job)

@@ -1,0 +1,91 @@
+"""The fast generation loop: its math equals the library's forward, and its 4-bit mode stays close to float32."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.fastgen import FastDecoder, Int4Linear, int4_kernel_available
+from engine.training import weights_fingerprint
+
+needs_int4 = pytest.mark.skipif(not int4_kernel_available(), reason="this PyTorch build has no int4 CPU kernel")
+
+
+def _hf_logits(lm, ids):
+    with torch.inference_mode():
+        return lm.model(input_ids=torch.tensor([ids])).logits[0, -1]
+
+
+def test_float32_loop_equals_the_library_forward_at_every_step(tiny_lm):
+    """Prefill and each cached step give the library's logits for the same text (float tolerance only)."""
+    dec = FastDecoder(tiny_lm.model, quantize=False)
+    ids = tiny_lm.encode("The quick brown fox jumps")
+    logits, state = dec.start(ids, len(ids) + 6)
+    assert torch.allclose(logits, _hf_logits(tiny_lm, ids), atol=1e-4)
+    seq = list(ids)
+    for _ in range(6):
+        token = int(torch.argmax(logits))
+        seq.append(token)
+        logits = dec.step(token, state)
+        assert torch.allclose(logits, _hf_logits(tiny_lm, seq), atol=1e-4)
+    with pytest.raises(ValueError, match="full"):
+        dec.step(0, state)
+
+
+def test_float32_loop_on_the_real_model_matches(real_lm):
+    ids = real_lm.encode("The capital of France is")
+    dec = FastDecoder(real_lm.model, quantize=False)
+    logits, _ = dec.start(ids, len(ids) + 1)
+    assert torch.allclose(logits, _hf_logits(real_lm, ids), atol=1e-3)
+
+
+@needs_int4
+def test_int4_linear_is_the_q4_1_grid():
+    """A weight already on a 4-bit grid per group of 32 is stored exactly (up to bfloat16 scales)."""
+    g = torch.Generator().manual_seed(0)
+    q = torch.randint(0, 16, (64, 128), generator=g).float()
+    q[:, ::32] = 0.0  # each group of 32 spans the whole 0..15 range, as Q4_1 groups usually do
+    q[:, 1::32] = 15.0
+    step, low = 0.0625, -0.5  # exact in bfloat16
+    w = q * step + low
+    lin = Int4Linear(w)
+    x = torch.randn(3, 128, generator=g).bfloat16().float()  # inputs exact in bfloat16 too
+    assert torch.allclose(lin(x), x @ w.T, atol=0.05, rtol=0.01)
+    assert lin.nbytes < w.numel() * 4 / 6  # about 4.5 bits a weight instead of 32
+
+
+@needs_int4
+def test_int4_decoder_keeps_the_answer_and_is_labelled_close_not_equal(real_lm):
+    """The fast path's first prediction keeps the float32 answer and the distributions stay close (small KL)."""
+    ids = real_lm.encode("The capital of France is")
+    exact = torch.softmax(_hf_logits(real_lm, ids).double(), -1)
+    fast_logits, _ = real_lm.fast_decoder().start(ids, len(ids) + 1)
+    fast = torch.softmax(fast_logits.double(), -1)
+    assert real_lm.token_text(int(fast.argmax())) == " Paris"
+    assert abs(float(fast.max()) - float(exact.max())) < 0.05
+    kl = float((exact * (exact.log() - fast.log())).sum())
+    assert 0.0 < kl < 0.1  # close, and honestly not identical
+
+
+@needs_int4
+def test_fast_generation_streams_text_and_leaves_the_shared_model_alone(real_lm):
+    before = weights_fingerprint(real_lm)
+    ids = real_lm.encode("The capital of France is")
+    fast = list(real_lm.generate_stream(ids, 8, fast=True))
+    exact = list(real_lm.generate_stream(ids, 8, fast=False))
+    assert fast[0].token_id == exact[0].token_id  # " Paris"
+    assert "Paris" in "".join(s.text for s in fast)
+    assert len(fast) == 8 and all(0.0 < s.prob <= 1.0 for s in fast)
+    assert weights_fingerprint(real_lm) == before
+    assert real_lm.fast_decoder() is real_lm.fast_decoder()  # built once, shared
+
+
+def test_fast_falls_back_to_float32_when_unsupported(tiny_lm, monkeypatch):
+    import engine.fastgen as fg
+
+    monkeypatch.setattr(fg, "int4_kernel_available", lambda: False)
+    monkeypatch.setattr(tiny_lm, "_fast", None)
+    ids = tiny_lm.encode("hello world")
+    fast = [s.token_id for s in tiny_lm.generate_stream(ids, 5, fast=True, stop_at_eos=False)]
+    exact = [s.token_id for s in tiny_lm.generate_stream(ids, 5, fast=False, stop_at_eos=False)]
+    assert tiny_lm.fast_decoder() is None and fast == exact
