@@ -273,9 +273,7 @@ MAIN_ACTIONS = [
 def _use_main_actions(base: str) -> list[str]:
     """One session per action: open the page, set its widgets and press its main button (generation, fine-tuning);
     returns the exceptions and error boxes seen."""
-    import asyncio
-
-    from scripts.st_client import LiveSession
+    from scripts.st_client import LiveSession, run_sync
 
     async def run() -> list[str]:
         problems: list[str] = []
@@ -288,7 +286,7 @@ def _use_main_actions(base: str) -> list[str]:
                     problems += r.exceptions + r.errors
         return problems
 
-    return asyncio.run(run())
+    return run_sync(run())
 
 
 def main() -> None:

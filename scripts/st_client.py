@@ -138,14 +138,19 @@ async def run_many(base_url: str, pages: list[str], query_strings: list[str] | N
     return await asyncio.gather(*(run_session(base_url, p, q, timeout) for p, q in zip(pages, qs, strict=True)))
 
 
-def run_many_sync(base_url: str, pages: list[str], query_strings: list[str] | None = None,
-                  timeout: float = 120.0) -> list[SessionResult]:
-    """Blocking wrapper around :func:`run_many`; runs its own event loop in a worker thread, so it also works where
-    a loop is already running (e.g. next to Playwright's sync API)."""
+def run_sync(coro):
+    """Run a coroutine to completion in its own event loop on a worker thread, so it also works where a loop is
+    already running in this thread (e.g. after Playwright's sync API in the same pytest process)."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, run_many(base_url, pages, query_strings, timeout)).result()
+        return pool.submit(asyncio.run, coro).result()
+
+
+def run_many_sync(base_url: str, pages: list[str], query_strings: list[str] | None = None,
+                  timeout: float = 120.0) -> list[SessionResult]:
+    """Blocking wrapper around :func:`run_many` (see :func:`run_sync`)."""
+    return run_sync(run_many(base_url, pages, query_strings, timeout))
 
 
 # ------------------------------------------------------------------------------------------------ multi-step sessions

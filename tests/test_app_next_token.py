@@ -148,3 +148,17 @@ def test_invalid_url_values_fall_back_to_defaults():
     assert at.slider(key="nt_k").value == 10
     assert at.slider(key="nt_len").value == 60
     assert len(bars(at)["y"]) == 11
+
+
+def test_identical_requests_from_sessions_at_once_are_computed_once(lm):
+    """Four sessions open the same new prompt at the same moment: one forward pass serves them all."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    prompt = "Four students at once ask what the owl of Athens"
+    before = lm.stats.forward_calls
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        pages = list(pool.map(lambda _: open_page({"prompt": prompt}), range(4)))
+    assert lm.stats.forward_calls - before == 1
+    expected = lm.token_text(int(torch.argmax(lm.next_token_probs(lm.encode(prompt)))))
+    for at in pages:
+        assert bars(at)["y"][0] == f"'{expected}'"

@@ -144,7 +144,17 @@ def wait_for_app(page, text: str, timeout_ms: int = 120_000) -> None:
 
 
 def full_screenshot(page, path, width: int | None = None, max_height: int = 8000) -> None:
-    """Screenshot the whole page: Streamlit scrolls inside its main container, so grow the viewport to fit it."""
+    """Screenshot the whole page: Streamlit scrolls inside its main container, so grow the viewport to fit it.
+
+    Waits (up to 30 s, then shoots anyway) until no element is still a loading placeholder: on a busy machine charts
+    and pills can arrive after the script finished, and the README gallery is made from these pictures.
+    """
+    try:
+        page.wait_for_function(
+            "() => !document.querySelector('[data-testid=\"stMain\"] [data-testid=\"stSkeleton\"]')", timeout=30_000
+        )
+    except Exception:  # noqa: BLE001 - a screenshot with a placeholder is still a useful artifact
+        pass
     height = page.evaluate(
         "() => { const m = document.querySelector('[data-testid=\"stMain\"]');"
         " return m ? m.scrollHeight : document.body.scrollHeight; }"

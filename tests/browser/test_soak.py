@@ -31,7 +31,7 @@ from urllib.parse import quote
 
 import pytest
 
-from scripts.st_client import LiveSession, SessionResult
+from scripts.st_client import LiveSession, SessionResult, run_sync
 from tests.browser.conftest import ARTIFACTS, start_server, stop_server
 
 pytestmark = pytest.mark.browser
@@ -121,7 +121,8 @@ def _save_figures() -> None:
 
 
 def _run(coro, timeout: float):
-    return asyncio.run(asyncio.wait_for(coro, timeout=timeout))
+    # In a worker thread: in the full suite Playwright's sync API has left an event loop running in this thread.
+    return run_sync(asyncio.wait_for(coro, timeout=timeout))
 
 
 @dataclass
