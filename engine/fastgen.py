@@ -51,6 +51,7 @@ class Int4Linear:
         self.packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)  # [N, K/2] uint8
         self.group = group
         self.nbytes = self.packed.numel() + self.scales_zeros.numel() * 2
+        self.operands = (self.packed, self.scales_zeros)  # what the compiled step reads
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         # x: [T, K] float32 → [T, N] float32
@@ -64,6 +65,7 @@ class Float32Linear:
     def __init__(self, weight: torch.Tensor) -> None:
         self.weight = weight.detach()
         self.nbytes = self.weight.numel() * 4
+        self.operands = (self.weight, torch.empty(0))  # no scales: the compiled step uses F.linear
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight)
@@ -109,24 +111,19 @@ class FastDecoder:
             entry["norm_post"] = layer.post_attention_layernorm.weight.detach()
             self.layers.append(entry)
         # Flat lists for the compiled loop: per layer qkv, o, gate_up, down (packed int4 or float32) and two norms.
-        self._weights = [getattr(e[n], "packed", None) if quantize else e[n].weight
-                         for e in self.layers for n in ("qkv", "o_proj", "gate_up", "down_proj")]
-        self._scales = [e[n].scales_zeros if quantize else torch.empty(0)
-                        for e in self.layers for n in ("qkv", "o_proj", "gate_up", "down_proj")]
-        self._norms = [e[n] for e in self.layers for n in ("norm_in", "norm_post")]
         self.embed = model.model.embed_tokens.weight.detach()  # [V, D], float32 rows are looked up exactly
         self.norm = model.model.norm.weight.detach()
         self.head = make(model.lm_head.weight)
-        self._weights.append(self.head.packed if quantize else self.head.weight)
-        self._scales.append(self.head.scales_zeros if quantize else torch.empty(0))
-        self._norms.append(self.norm)
+        linears = [e[n] for e in self.layers for n in ("qkv", "o_proj", "gate_up", "down_proj")] + [self.head]
+        self._weights = [lin.operands[0] for lin in linears]
+        self._scales = [lin.operands[1] for lin in linears]
+        self._norms = [e[n] for e in self.layers for n in ("norm_in", "norm_post")] + [self.norm]
         # Rotary tables from the model's own module (its inv_freq and scaling), computed once for every position.
         with torch.inference_mode():
             pos = torch.arange(self.max_len)[None, :]
             cos, sin = model.model.rotary_emb(torch.empty(1, dtype=self.embed.dtype), pos)
         self.cos, self.sin = cos[0], sin[0]  # [max_len, head_dim]
-        linears = [v for e in self.layers for v in e.values() if isinstance(v, (Int4Linear, Float32Linear))]
-        self.nbytes = sum(v.nbytes for v in linears) + self.head.nbytes  # bytes of weights read per token
+        self.nbytes = sum(lin.nbytes for lin in linears)  # bytes of weights read per token
 
     @staticmethod
     def supports(model) -> bool:
