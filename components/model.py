@@ -1,34 +1,42 @@
-"""The shared model for the UI: one cached instance per allow-listed key, the sidebar card, and the guard pages call.
+"""The shared model for the UI: one load per allow-listed key for the whole process, the sidebar card, the page guard.
 
-Pages call :func:`require_lm` and get a ready :class:`engine.lm.LanguageModel`; if none can be loaded the page shows
-one clear message (why, and how to fix it) and stops, with no traceback.
+The load itself runs once per process in a background thread (:data:`engine.loader.LOADS`); every session that
+arrives while it runs draws its own progress from the job's status, so a first start (converting the embedded GGUF)
+or a hub download shows its stages to every visitor and then the page, with no restart. A failed load shows why and
+how to fix it with a **Try again** button, and is not remembered: the next try, or the next visitor, loads again.
 """
 
 from __future__ import annotations
 
 import gc
+import os
+import time
 
 import streamlit as st
 
 from engine.lm import LanguageModel
-from engine.loader import ModelLoadError, load_pretrained, resolve_source
+from engine.loader import LOADS, LoadJob, ModelLoadError
 from engine.registry import ALLOWED_MODELS, DEFAULT_KEY, choose_key
 
 MODEL_KEY = "model"
+#: Session-state key: the attempt (``LoadJob.generation``) this session has already seen fail.
+_SEEN_FAILURE = "_model_failed_generation"
+#: How often a waiting session redraws its progress.
+_POLL_S = 0.25
+
+_frozen = False
 
 
-@st.cache_resource(show_spinner=False, max_entries=2)
-def load_model(key: str, _progress=None) -> LanguageModel:
-    """Load one allow-listed model once per process and share it with every session.
+def load_model(key: str) -> LanguageModel:
+    """The shared, read-only model for an allow-listed ``key``, loading it once per process if needed.
 
-    Args:
-        key: A key from :data:`engine.registry.ALLOWED_MODELS` (anything else falls back to the default).
-        _progress: Optional ``(fraction, message)`` callback; excluded from the cache key.
+    Cached computations call this with the key the page passed them; pages call :func:`require_lm` first, so here the
+    model is normally ready and this returns at once.
 
-    Returns:
-        The shared, read-only language model.
+    Raises:
+        ModelLoadError: If the model cannot be loaded.
     """
-    return load_pretrained(key, progress=_progress)
+    return LOADS.start(key).wait()
 
 
 def selected_key() -> str:
@@ -36,68 +44,87 @@ def selected_key() -> str:
     return choose_key(st.session_state.get(MODEL_KEY))
 
 
-#: Keys whose model this process has loaded: later reruns skip the source lookup (file-system checks) entirely.
-_LOADED: set[str] = set()
+def _session_job(key: str) -> LoadJob:
+    """This session's view of the load: a failure this session has not seen yet is retried (a new visitor, or the
+    first look after the cause was fixed elsewhere) — one it has seen waits for **Try again**."""
+    job = LOADS.peek(key)
+    if job is not None and job.done and job.error is not None and st.session_state.get(_SEEN_FAILURE) != job.generation:
+        job = LOADS.retry(key)
+    return LOADS.start(key) if job is None else job
 
 
-def _load_with_progress(key: str) -> LanguageModel:
-    if key in _LOADED:
-        return load_model(key)
-    lm = _load_with_first_progress(key)
-    _LOADED.add(key)
-    # Everything alive now (torch, transformers, plotly, the model's modules) lives as long as the server: move it
-    # out of the garbage collector's generations so later full collections do not walk it again (they run while
-    # holding the GIL, which every session shares).
-    gc.freeze()
-    return lm
+def _ready(job: LoadJob) -> LanguageModel:
+    global _frozen
+    if not _frozen:
+        # Everything alive now (torch, transformers, plotly, the model's modules) lives as long as the server: move it
+        # out of the garbage collector's generations so later full collections do not walk it again (they run while
+        # holding the GIL, which every session shares).
+        gc.freeze()
+        _frozen = True
+    return job.result
 
 
-def _load_with_first_progress(key: str) -> LanguageModel:
-    _spec, source = resolve_source(key)
-    if source.kind == "cache":
-        return load_model(key)
-    # First start (GGUF conversion) or a hub download: show progress while it happens.
-    label = "Converting the embedded model (first start only)…" if source.kind == "gguf" else "Loading the model…"
+def _show_progress(job: LoadJob) -> None:
+    """Draw the running load's stages in this session until it ends (the work itself is shared)."""
+    label = "Preparing the language model…"
     with st.status(label, expanded=True) as status:
         bar = st.progress(0.0)
+        note = st.empty()
+        shown = None
+        while not job.done:
+            text = f"{job.message} ({job.elapsed:.0f} s)"
+            if text != shown:
+                bar.progress(job.fraction, text=text)
+                shown = text
+            time.sleep(_POLL_S)
+        note.caption(f"Took {job.elapsed:.0f} s. Every visitor shares this one load; later starts take seconds.")
+        if job.error is None:
+            status.update(label="Model ready", state="complete", expanded=False)
+        else:
+            status.update(label="The model could not be loaded", state="error", expanded=False)
 
-        def report(fraction: float, message: str) -> None:
-            bar.progress(min(max(fraction, 0.0), 1.0), text=message)
 
-        lm = load_model(key, _progress=report)
-        status.update(label="Model ready", state="complete", expanded=False)
-    return lm
+def get_lm(show_progress: bool = False) -> LanguageModel | None:
+    """The session's model, or ``None`` while it loads or after a failed load (reason in session state).
 
-
-def get_lm() -> LanguageModel | None:
-    """The session's model, or ``None`` with the reason stored in session state."""
+    Args:
+        show_progress: Draw the load's progress here and wait for it (pages); otherwise return at once (sidebar).
+    """
     key = selected_key()
-    try:
-        lm = _load_with_progress(key)
-    except ModelLoadError as err:
-        st.session_state["_model_error"] = err
+    job = _session_job(key)
+    if not job.done and show_progress:
+        _show_progress(job)
+    if not job.done:
         return None
-    except Exception as err:  # noqa: BLE001 - never show a traceback for a failed load
-        st.session_state["_model_error"] = ModelLoadError(f"Unexpected error while loading: {err}", "Restart the app.")
+    if job.error is not None:
+        st.session_state[_SEEN_FAILURE] = job.generation
+        st.session_state["_model_error"] = job.error
         return None
     st.session_state.pop("_model_error", None)
-    return lm
+    return _ready(job)
 
 
 def require_lm() -> LanguageModel:
-    """Return the model or show one clear error and stop the page."""
-    lm = get_lm()
-    if lm is None:
-        err = st.session_state.get("_model_error")
-        st.error(
-            f"**No language model could be loaded.** {getattr(err, 'reason', err)}\n\n**How to fix it:** "
-            f"{getattr(err, 'fix', 'Restart the app.')}",
-            icon=":material/error:",
-        )
-        if selected_key() != DEFAULT_KEY:
-            st.info("You can pick the default embedded model in the sidebar.", icon=":material/info:")
-        st.stop()
-    return lm
+    """Return the model, showing the load's progress first if it is still loading; on failure show one clear error
+    with **Try again** and stop the page."""
+    job = LOADS.peek(selected_key())
+    was_loading = job is None or not job.done
+    lm = get_lm(show_progress=True)
+    if lm is not None:
+        if was_loading:
+            st.rerun()  # the sidebar card was drawn while loading: draw the whole frame again, now with the model
+        return lm
+    err = st.session_state.get("_model_error") or ModelLoadError("The model is not loaded.", "Press **Try again**.")
+    st.error(
+        f"**No language model could be loaded.** {err.reason}\n\n**How to fix it:** {err.fix}",
+        icon=":material/error:",
+    )
+    if st.button("Try again", key="model_retry", icon=":material/refresh:", type="primary"):
+        LOADS.retry(selected_key())
+        st.rerun()
+    if selected_key() != DEFAULT_KEY:
+        st.info("You can pick the default embedded model in the sidebar.", icon=":material/info:")
+    st.stop()
 
 
 def sidebar_model_card() -> None:
@@ -113,12 +140,18 @@ def sidebar_model_card() -> None:
             help="Only models on a fixed allow-list can be chosen. The default runs offline from the embedded file; "
             "the others are downloaded from the Hugging Face hub when the server has network access.",
         )
+        replica = os.environ.get("LLMX_REPLICA")  # set by scripts/serve_replicas.py: which replica runs this session
+        if replica:
+            st.caption(f":material/dns: Served by replica **{replica}**")
         lm = get_lm()
+        if lm is None:
+            err = st.session_state.get("_model_error")
+            if err is None:
+                st.caption(":material/hourglass_top: The language model is loading…")
+            else:
+                st.caption(f":material/error: Model not loaded: {err.reason}")
+            return
         with st.expander("Model card", expanded=False, icon=":material/memory:"):
-            if lm is None:
-                err = st.session_state.get("_model_error")
-                st.error(f"Not loaded: {getattr(err, 'reason', err)}")
-                return
             info = lm.info
             st.markdown(
                 "\n".join(
@@ -136,4 +169,4 @@ def sidebar_model_card() -> None:
                     ]
                 )
             )
-        st.caption(f":material/check_circle: {lm.info.name} ready")
+        st.caption(f":material/check_circle: {lm.info.name} ready (loaded in {lm.info.load_seconds:.1f} s)")

