@@ -6,15 +6,18 @@ from pathlib import Path
 
 import streamlit as st
 
-from components.model import sidebar_model_card
-from components.nav import build_navigation, guided_path_footer, mark_frame_ran
-from components.ui import (
+from components.frame import (
     PRESENT_KEY,
     apply_presentation_css,
+    build_navigation,
+    guided_path_footer,
+    mark_frame_ran,
     notice_rejected_link_params,
     remember_link_params,
+    run_page,
     share_link_box,
 )
+from components.model import sidebar_model_card
 
 # A presentation link opens with the sidebar folded away: less chrome on a projector.
 _presenting = st.session_state.get(PRESENT_KEY, str(st.query_params.get(PRESENT_KEY, "")).lower() == "true")
@@ -40,7 +43,7 @@ apply_presentation_css()
 sidebar_model_card()
 
 mark_frame_ran(page.url_path)
-page.run()
+run_page(page)
 guided_path_footer(page.url_path or "home", by_stem)
 share_link_box()
 notice_rejected_link_params()

@@ -39,6 +39,15 @@ HEAD_METRICS: dict[str, tuple[str, str]] = {
 }
 
 
+#: Most tokens the attention page reads (attentions grow with tokens²: 30 layers × 9 heads × 128² floats ≈ 18 MB).
+ATTN_MAX_TOKENS = 128
+#: Why, in the input guard's message.
+ATTN_WHY = " (attention grows with the square of the length)"
+#: Positions the logit lens reads (each costs 31 products with the 49,152-row output layer).
+LENS_POSITIONS = 12
+#: Most tokens generated for the "attention of generated tokens" view.
+MAX_GEN_TOKENS = 12
+
 @dataclass
 class AttentionRun:
     """One forward pass with attentions and hidden states, plus readable tokens.

@@ -16,6 +16,12 @@ import torch
 from engine.lm import LanguageModel
 from engine.scoring import TokenScore, score_logits
 
+#: Sequence lengths the cost measurement can use (the page lets the user pick the largest).
+COST_LENGTHS = (16, 32, 64, 128, 256, 512)
+#: Text repeated to make the sequences whose forward passes are timed.
+COST_FILLER = "The model reads every earlier token before it predicts the next one. "
+#: The long-text section scores at most this many tokens (bounded run time with a small stride).
+MAX_LONG_TOKENS = 512
 
 @dataclass(frozen=True)
 class WindowView:
@@ -271,3 +277,18 @@ def sliding_window_scores(lm: LanguageModel, ids: Sequence[int], window: int, st
                 context.append(s.position)
         scored_until = end
     return SlidingScore(tokens, context, forwards, window, stride)
+
+
+def long_text_runs(lm: LanguageModel, ids: Sequence[int], window: int, stride: int) -> dict[str, SlidingScore]:
+    """The same tokens scored three ways: chunks of ``window``, a window sliding by ``stride``, the whole text in view.
+
+    Raises:
+        ValueError: When ``stride`` is larger than ``window`` (tokens would be skipped).
+    """
+    if stride > window:
+        raise ValueError(f"The stride cannot be larger than the window ({window}): tokens would be skipped.")
+    return {
+        f"chunks of {window}": sliding_window_scores(lm, ids, window, window),
+        f"sliding, stride {stride}": sliding_window_scores(lm, ids, window, stride),
+        f"whole text in view ({len(ids)} tokens)": sliding_window_scores(lm, ids, len(ids), len(ids)),
+    }

@@ -15,12 +15,15 @@ import numpy as np
 import torch
 
 from engine.lm import LanguageModel
+from engine.text import token_label
 from engine.tokens import special_token_ids
 
 #: Most words a word list may hold (a heatmap beyond this is unreadable).
 MAX_WORDS = 40
 #: Longest sentence (in tokens) the contextual view runs through the model.
 MAX_SENTENCE_TOKENS = 128
+#: Most tokens of a prompt compared with each other layer by layer (a heatmap beyond this is unreadable).
+MAX_PROMPT_TOKENS = 48
 
 
 def embedding_matrix(lm: LanguageModel) -> torch.Tensor:
@@ -468,3 +471,129 @@ def contextual_vectors(
 def split_sentences(text: str, limit: int = 6) -> list[str]:
     """One sentence per non-empty line, at most ``limit``."""
     return [" ".join(line.split()) for line in (text or "").splitlines() if line.strip()][:limit]
+
+
+# ------------------------------------------------------------------------------------------------ a word list's map
+@dataclass(frozen=True)
+class WordMap:
+    """A word list's vectors, their similarities and a projection (optionally with neighbours added).
+
+    Attributes:
+        words: The user's words as vectors.
+        sims: ``[N, N]`` cosine similarity between the user's words.
+        labels: One label per projected point (user words first, then neighbours).
+        groups: Per point, ``"your words"`` or ``"near <word>"``.
+        projection: The 2D/3D coordinates of every point.
+    """
+
+    words: list[WordVector]
+    sims: np.ndarray
+    labels: list[str]
+    groups: list[str]
+    projection: Projection
+
+    def extremes(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Positions of the most similar pair of different words and of the least similar pair."""
+        off = self.sims + np.diag(np.full(len(self.words), -np.inf))  # [N, N], the diagonal left out
+        best = np.unravel_index(np.argmax(off), off.shape)
+        worst = np.unravel_index(np.argmin(self.sims), self.sims.shape)
+        return (int(best[0]), int(best[1])), (int(worst[0]), int(worst[1]))
+
+
+def word_map(
+    lm: LanguageModel, words: Sequence[str], leading_space: bool, method: str = "pca", dims: int = 2, extra: int = 0
+) -> WordMap:
+    """Vectors, cosine matrix and projection for a word list.
+
+    Args:
+        lm: The model.
+        words: The user's words (non-empty).
+        leading_space: Embed the mid-sentence form of each word.
+        method: ``"pca"`` or ``"tsne"``.
+        dims: 2 or 3.
+        extra: Add each word's ``extra`` nearest vocabulary entries to the projection (0 = none).
+
+    Raises:
+        ValueError: When the projection cannot be made (too few points); the message is ready to show.
+    """
+    vectors = [word_vector(lm, w, leading_space) for w in words]
+    stacked = torch.stack([v.vector for v in vectors])  # [N, D]
+    labels = [v.label for v in vectors]
+    groups = ["your words"] * len(vectors)
+    points = [stacked]
+    if extra > 0:
+        taken = {i for v in vectors for i in v.ids}
+        table = embedding_matrix(lm)
+        for v in vectors:
+            for n in nearest_tokens(lm, v.vector, extra, exclude_ids=sorted(taken), exclude_words=words):
+                taken.add(n.token_id)
+                labels.append(token_label(n.text))
+                groups.append(f"near {v.word}")
+                points.append(table[n.token_id][None, :])  # [1, D]
+    projection = project(torch.cat(points), method=method, dims=dims)
+    return WordMap(vectors, cosine_matrix(stacked).numpy(), labels, groups, projection)
+
+
+# ------------------------------------------------------------------------------------------------ a prompt's vectors
+@dataclass(frozen=True)
+class PromptVectors:
+    """The first tokens of a prompt as vectors after every layer, compared with each other.
+
+    Attributes:
+        ids: The token ids compared (at most :data:`MAX_PROMPT_TOKENS`).
+        total: How many tokens the whole prompt has.
+        pieces: Readable text of each compared token.
+        sims: ``[L+1, T, T]`` cosine similarity between the tokens' vectors at each layer (entry 0 = the lookup table
+            rows, the last entry is after the final norm).
+        norms: ``[L+1, T]`` length of each token's vector at each layer.
+    """
+
+    ids: tuple[int, ...]
+    total: int
+    pieces: list[str]
+    sims: np.ndarray
+    norms: np.ndarray
+
+    def repeated_token(self) -> tuple[int, int] | None:
+        """The first two positions holding the same token id, or ``None``."""
+        seen: dict[int, int] = {}
+        for pos, token_id in enumerate(self.ids):
+            if token_id in seen:
+                return seen[token_id], pos
+            seen[token_id] = pos
+        return None
+
+    def most_similar_pair(self, layer: int, skip: set[int] | frozenset[int] = frozenset()) -> tuple[int, int] | None:
+        """Positions ``(i, j)``, ``i < j``, of the two different tokens whose vectors at ``layer`` are most alike.
+
+        Pairs of the same token id and positions in ``skip`` are left out; ``None`` when no pair is left.
+        """
+        ids = np.asarray(self.ids)
+        allowed = ids[:, None] != ids[None, :]  # [T, T] different tokens (this also drops the diagonal)
+        keep = np.array([i not in skip for i in range(len(ids))])
+        allowed &= keep[:, None] & keep[None, :]
+        allowed &= np.triu(np.ones_like(allowed), k=1).astype(bool)
+        if not allowed.any():
+            return None
+        sims = np.where(allowed, self.sims[layer], -np.inf)
+        i, j = np.unravel_index(int(np.argmax(sims)), sims.shape)
+        return int(i), int(j)
+
+    def long_vectors(self, layer: int, factor: float = 3.0) -> list[tuple[int, float]]:
+        """Positions whose vector at ``layer`` is more than ``factor`` × the median length, with that ratio."""
+        norms = self.norms[layer]  # [T]
+        median = float(np.median(norms)) or 1.0
+        return [(int(i), float(norms[i] / median)) for i in np.flatnonzero(norms > factor * median)]
+
+
+def prompt_vectors(lm: LanguageModel, ids: Sequence[int], limit: int = MAX_PROMPT_TOKENS) -> PromptVectors:
+    """The first ``limit`` tokens of ``ids`` after every layer, in one forward pass.
+
+    A left-to-right model: the first T tokens' vectors do not depend on anything after them, so running only the
+    tokens shown gives exactly the vectors a run over the whole prompt would.
+    """
+    shown = tuple(int(i) for i in ids[:limit])
+    hidden = lm.forward(list(shown), hidden_states=True).hidden_states.float()  # [L+1, T, D]
+    sims = torch.stack([cosine_matrix(h) for h in hidden]).numpy()  # [L+1, T, T]
+    norms = hidden.norm(dim=-1).numpy()  # [L+1, T]
+    return PromptVectors(ids=shown, total=len(ids), pieces=lm.token_texts(shown), sims=sims, norms=norms)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sacrebleu.metrics import BLEU
 from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 
+from engine.generation import greedy_text
 from engine.lm import LanguageModel
 
 MAX_NGRAM = 4
@@ -122,13 +123,22 @@ def greedy_generate(lm: LanguageModel, prompt: str, max_new_tokens: int = 40, ch
             used) instead of feeding the raw text.
     """
     text = lm.chat_prompt([{"role": "user", "content": prompt}]) if chat else prompt
-    ids = lm.encode(text)
-    return "".join(step.text for step in lm.generate_stream(ids, max_new_tokens=max_new_tokens, temperature=0.0))
+    return greedy_text(lm, lm.encode(text), max_new_tokens)
 
 
-def first_line(text: str) -> str:
-    """The first non-empty line of a generated text (a model often keeps talking after the answer)."""
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
+#: Translation task the model is given (the source sentence is the user's).
+TASK_TEMPLATE = "Translate this French sentence into English: « {source} »"
+
+
+def parse_references(text: str) -> list[str]:
+    """One reference per non-empty line, at most :data:`MAX_REFERENCES`, each cut to :data:`MAX_BLEU_CHARS`."""
+    refs = [line.strip()[:MAX_BLEU_CHARS] for line in text.splitlines() if line.strip()]
+    return refs[:MAX_REFERENCES]
+
+
+def bleu_or_message(hypothesis: str, references: Sequence[str]) -> tuple[BleuResult | None, str | None]:
+    """BLEU of the hypothesis (cut to :data:`MAX_BLEU_CHARS`), or a message to show instead (empty inputs)."""
+    try:
+        return sentence_bleu(hypothesis[:MAX_BLEU_CHARS], references), None
+    except ValueError as err:
+        return None, str(err)

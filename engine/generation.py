@@ -7,6 +7,7 @@ continuations" costs one prompt pass plus one batched step per new token, not 32
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -50,6 +51,11 @@ class BatchSample:
     @property
     def tokens_generated(self) -> int:
         return sum(len(ids) for ids in self.token_ids)
+
+
+def greedy_text(lm: LanguageModel, ids: Sequence[int], max_new_tokens: int = 8) -> str:
+    """The greedy continuation of ``ids`` as text, stopped at end of sequence (deterministic, so cacheable)."""
+    return "".join(step.text for step in lm.generate_stream(list(ids), max_new_tokens, temperature=0.0))
 
 
 def max_samples_for(prompt_tokens: int, new_tokens: int) -> int:
@@ -138,3 +144,36 @@ def sample_continuations(
     lm.stats.add(forwards=forwards, tokens=sum(len(p) for p in produced))
     texts = [lm.decode(p, skip_special_tokens=True) for p in produced]
     return BatchSample(ids, produced, texts, first_probs, time.perf_counter() - start, forwards)
+
+
+@dataclass(frozen=True)
+class FirstTokenHistogram:
+    """How often each first token was drawn in a batch, next to the probability it was drawn with.
+
+    Attributes:
+        token_ids: The tokens shown, most likely first.
+        empirical: Share of the samples that started with each.
+        expected: Its probability after temperature, top-k and top-p.
+        total: Samples counted.
+        total_variation: Half the summed gap between shares and probabilities (over drawn and shown tokens).
+    """
+
+    token_ids: list[int]
+    empirical: list[float]
+    expected: list[float]
+    total: int
+    total_variation: float
+
+
+def first_token_histogram(result: BatchSample, top: int = 12, most: int = 20) -> FirstTokenHistogram:
+    """The ``top`` most likely first tokens plus every token drawn, at most ``most`` of them, most likely first."""
+    counts = Counter(result.first_tokens)
+    total = sum(counts.values())
+    theory = result.first_probs  # [V]
+    cats = [int(i) for i in torch.topk(theory, min(top, theory.shape[-1])).indices if float(theory[int(i)]) > 0]
+    cats += [t for t, _ in counts.most_common() if t not in cats]
+    cats = sorted(cats, key=lambda t: -float(theory[t]))[:most]
+    tv = 0.5 * sum(abs(counts.get(t, 0) / total - float(theory[t])) for t in set(counts) | set(cats))
+    return FirstTokenHistogram(
+        cats, [counts.get(t, 0) / total for t in cats], [float(theory[t]) for t in cats], total, tv
+    )

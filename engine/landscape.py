@@ -34,7 +34,7 @@ HIERARCHY: tuple[Level, ...] = (
     Level("llm", "Large language models", "genai", "A text-based generative AI: predicts the next token.",
           "ChatGPT, Claude, LLaMA", ("next_token", "tokenization", "attention", "temperature")),
     Level("image", "Image generators", "genai", "Create images, e.g. with diffusion models or GANs.",
-          "DALL·E, Midjourney, Stable Diffusion"),
+          "DALL·E, Midjourney, Stable Diffusion", ("diffusion",)),
     Level("audio", "Audio generators", "genai", "Generate music or voices.", "WaveNet, MusicLM"),
     Level("video", "Video generators", "genai", "Generate moving scenes.", "Sora, Runway"),
     Level("code", "Code models", "llm", "LLMs trained on code.", "GitHub Copilot, StarCoder, Code Llama",
@@ -50,6 +50,8 @@ class Family:
     name: str
     how: str
     examples: str = ""
+    #: ``False`` when the app runs another family of the same domain but not this one (GANs next to diffusion).
+    runs_here: bool = True
 
 
 @dataclass(frozen=True)
@@ -72,17 +74,22 @@ class Modality:
     families: tuple[Family, ...] = field(default=())
     pages: tuple[str, ...] = field(default=())
 
+    def family_live(self, family: Family) -> bool:
+        """Whether this app runs ``family`` live (the domain is live and the family is the one that runs)."""
+        return self.live_here and family.runs_here
+
 
 MODALITIES: tuple[Modality, ...] = (
     Modality("Text", "LLM (Transformer)", "ChatGPT, Claude, Gemini", True,
              (Family("Transformer LLM", "Predicts the next token from the ones before it, then appends it and "
                      "repeats: p(next token | previous tokens)."),),
              ("next_token", "temperature", "prompts", "ml_to_llm")),
-    Modality("Images", "Diffusion models, GANs", "DALL·E, Midjourney, Stable Diffusion", False,
+    Modality("Images", "Diffusion models, GANs", "DALL·E, Midjourney, Stable Diffusion", True,
              (Family("Diffusion model", "Starts from pure noise and removes it step by step, guided by the prompt.",
                      "DALL·E, Midjourney, Stable Diffusion"),
               Family("GAN", "A generator turns random noise into an image in one pass; it is trained against a "
-                     "discriminator that tries to tell its output from real images.", "StyleGAN, BigGAN"))),
+                     "discriminator that tries to tell its output from real images.", "StyleGAN, BigGAN", runs_here=False)),
+             ("diffusion",)),
     Modality("Audio", "WaveNet-style, MusicLM", "Generate music or voices", False,
              (Family("WaveNet-style audio", "Predicts the next audio sample from the previous ones: autoregressive, "
                      "like an LLM, but on sound.", "WaveNet (voices)"),
@@ -171,7 +178,38 @@ QUIZ: tuple[Question, ...] = (
              "Softmax over one score per vocabulary token: a linear classifier with as many classes as tokens. "
              "The ML-to-LLM page checks this on the live model."),
     Question("live", "Which part of the map does this app run live?",
-             ("Image generation", "Music generation", "Text (and code) generation with a real LLM"), 2,
-             "Only the LLM branch runs here, on a small open model on this CPU. Images, audio, video and 3D are "
-             "described, not generated."),
+             ("Music generation", "Video generation",
+              "Text and code with a real LLM, and small images with a diffusion model"), 2,
+             "The LLM branch runs here on a small open model on this CPU, and a small diffusion model draws 8×8 "
+             "digits on the Diffusion page. Audio, video and 3D are described, not generated."),
+)
+
+
+# --- Transformer families: which wiring runs live here ---
+@dataclass(frozen=True)
+class TransformerFamily:
+    """One of the three ways the post's Transformers are wired, and what of it this app runs.
+
+    Attributes:
+        name: Family name.
+        examples: The models the post names.
+        good_at: What the wiring suits.
+        live_model: The model of this family that runs live here.
+        pages: App pages (file stems) that run it.
+    """
+
+    name: str
+    examples: str
+    good_at: str
+    live_model: str
+    pages: tuple[str, ...]
+
+
+TRANSFORMER_FAMILIES: tuple[TransformerFamily, ...] = (
+    TransformerFamily("Decoder-only", "GPT-2, GPT-4", "generating text token by token", "SmolLM2-135M-Instruct",
+                      ("next_token", "attention", "encoders")),
+    TransformerFamily("Encoder-only", "BERT", "understanding: search, classification, similarity",
+                      "all-MiniLM-L6-v2 (a 6-layer BERT)", ("encoders",)),
+    TransformerFamily("Encoder-decoder", "T5", "text to text: translation, summarization",
+                      "a 2 + 2-layer model trained on this server (dates)", ("encoders",)),
 )

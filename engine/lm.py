@@ -26,6 +26,57 @@ MAX_INPUT_TOKENS = 1024
 MAX_NEW_TOKENS = 256
 
 
+class InputError(ValueError):
+    """User input a page cannot use (empty, too short, too long); the message is ready to show as it is."""
+
+
+def check_length(ids: Sequence[int], cap: int | None = MAX_INPUT_TOKENS, what: str = "prompt", at_least: int = 1,
+                 why: str = "") -> list[int]:
+    """The one token-count guard: ``ids`` as a list, or an :class:`InputError` in the app's one message style.
+
+    Args:
+        ids: Token ids of the user's text.
+        cap: Most tokens the caller reads (``None``: no upper bound, the caller reads a prefix itself).
+        what: What the text is called on the page ("prompt", "fact", "text"…).
+        at_least: Fewest tokens the caller needs.
+        why: Optional reason for the cap, e.g. ``" (attention grows with the square of the length)"``.
+    """
+    ids = [int(i) for i in ids]
+    if not ids:
+        raise InputError(f"The {what} has no tokens.")
+    if len(ids) < at_least:
+        raise InputError(f"The {what} needs at least {at_least} tokens.")
+    if cap is not None and len(ids) > cap:
+        raise InputError(
+            f"The {what} is {len(ids):,} tokens long; this page reads at most {cap:,} tokens{why}. Shorten it to keep "
+            "it under the limit."
+        )
+    return ids
+
+
+def checked_ids(lm: LanguageModel, text: str, cap: int | None = MAX_INPUT_TOKENS, what: str = "prompt", at_least: int = 1,
+                why: str = "") -> list[int]:
+    """The one input guard: ``text`` → token ids, checked by :func:`check_length` (empty text says so first).
+
+    Raises:
+        InputError: With a message ready to show on the page.
+    """
+    if not text.strip():
+        raise InputError(f"The {what} is empty.")
+    return check_length(lm.encode(text), cap, what, at_least, why)
+
+
+def input_problem(lm: LanguageModel, text: str, cap: int | None = MAX_INPUT_TOKENS, what: str = "prompt",
+                  at_least: int = 1, why: str = "") -> str | None:
+    """What :func:`checked_ids` would say about ``text``, or ``None`` when it is fine (for a page that shows
+    the message next to a disabled button instead of stopping)."""
+    try:
+        checked_ids(lm, text, cap, what, at_least, why)
+    except InputError as err:
+        return str(err)
+    return None
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """Facts for the model card; every field is read from the loaded model, nothing is typed in by hand."""
@@ -155,6 +206,11 @@ class LanguageModel:
             eos_token_id=tokenizer.eos_token_id,
             load_seconds=load_seconds,
         )
+
+    @property
+    def key(self) -> str:
+        """The allow-list key this model was loaded from: what pages pass to cached functions."""
+        return self.spec.key
 
     # ----------------------------------------------------------------------------------------------- tokenizer
     @property
@@ -301,6 +357,7 @@ class LanguageModel:
         seed: int | None = None,
         stop_at_eos: bool = True,
         fast: bool = False,
+        weights: dict[str, torch.Tensor] | None = None,
     ) -> Iterator[GenStep]:
         """Generate token by token with a KV cache, yielding each step as soon as it is chosen.
 
@@ -314,6 +371,8 @@ class LanguageModel:
             stop_at_eos: Stop after the end-of-sequence token.
             fast: Use the 4-bit decoder (:meth:`fast_decoder`): about twice as fast, close to but not equal to the
                 float32 model, so the text may differ after a few tokens. Falls back to float32 when unavailable.
+            weights: Parameters substituted for this call only (a session's fine-tuned weights, see
+                :mod:`engine.training`); the shared modules are never changed.
         """
         ids = [int(i) for i in ids]
         if not ids:
@@ -321,7 +380,7 @@ class LanguageModel:
         budget = max(0, min(int(max_new_tokens), MAX_NEW_TOKENS, self.info.context_length - len(ids)))
         gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
         eos = self.info.eos_token_id
-        decoder = self.fast_decoder() if fast else None
+        decoder = self.fast_decoder() if fast and weights is None else None
         cache = state = None
         step_input = torch.tensor([ids])  # [1, T] first, then [1, 1] per step thanks to the cache
         produced: list[int] = []
@@ -335,9 +394,13 @@ class LanguageModel:
                 else:
                     logits = decoder.step(produced[-1], state)
             else:
+                kwargs = {"input_ids": step_input, "cache": cache, "use_cache": True, "logits_to_keep": 1}
                 with self._model_lock:
                     # logits_to_keep=1: the output layer only for the last position, [1, 1, V]
-                    out = self.model(input_ids=step_input, cache=cache, use_cache=True, logits_to_keep=1)
+                    if weights is None:
+                        out = self.model(**kwargs)
+                    else:  # functional_call swaps module attributes for this call only, under the model lock
+                        out = torch.func.functional_call(self.model, weights, args=(), kwargs=kwargs)
                 logits = out.logits[0, -1].float()  # [V]
                 cache = out.cache
             self.stats.add(forwards=1, tokens=1)

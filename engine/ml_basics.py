@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from engine.lm import MAX_INPUT_TOKENS, LanguageModel
+from engine.lm import MAX_INPUT_TOKENS, InputError, LanguageModel, check_length, checked_ids
+from engine.predict import Distribution, distribution
 from engine.scoring import TextScore, score_completion, score_text
 
 # ------------------------------------------------------------------------------------------------------ toy data
@@ -50,6 +51,14 @@ def regression_data(n: int = 40, noise: float = 0.3, seed: int = 0) -> tuple[np.
 def true_curve(x: np.ndarray) -> np.ndarray:
     """The noiseless function behind :func:`regression_data`."""
     return 0.5 * x + np.sin(x)
+
+
+def regression_demo(n: int, noise: float, degree: int, seed: int) -> tuple[np.ndarray, np.ndarray, PolyFit, float]:
+    """Toy data, its polynomial fit, and the fit's error on 200 fresh points from the same curve (held-out MSE)."""
+    x, y = regression_data(n, noise, seed)
+    fit = fit_polynomial(x, y, degree)
+    xt, yt = regression_data(200, noise, seed + 1000)
+    return x, y, fit, float(np.mean((fit.predict(xt) - yt) ** 2))
 
 
 def blobs(n_per_class: int = 60, spread: float = 0.9, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -309,11 +318,7 @@ def next_token_head(lm: LanguageModel, ids: Sequence[int]) -> HeadCheck:
     Raises:
         ValueError: On an empty or over-long prompt.
     """
-    ids = [int(i) for i in ids]
-    if not ids:
-        raise ValueError("The prompt has no tokens.")
-    if len(ids) > MAX_INPUT_TOKENS:
-        raise ValueError(f"The prompt is {len(ids):,} tokens long; this page reads at most {MAX_INPUT_TOKENS:,}.")
+    ids = check_length(ids)
     out = lm.forward(ids, hidden_states=True)
     h = out.hidden_states[-1, -1].float()  # [D], already after the final RMSNorm
     head = lm.model.get_output_embeddings()
@@ -367,6 +372,24 @@ class SentenceComparison:
             return float("inf")
 
 
+@dataclass(frozen=True)
+class HeadSummary:
+    """What the page shows of the next-token head for one prompt: the full distribution and the hand check."""
+
+    dist: Distribution  # p(next token) over all V tokens, with its top candidates ready
+    weight_shape: tuple[int, int]
+    hidden_size: int
+    max_abs_diff: float
+    has_bias: bool
+
+
+def head_summary(lm: LanguageModel, ids: Sequence[int]) -> HeadSummary:
+    """:func:`next_token_head` on ``ids``, summarised for display (the ``[V]`` distribution computed once)."""
+    hc = next_token_head(lm, ids)
+    return HeadSummary(distribution(lm, hc.logits), hc.weight_shape, int(hc.hidden.shape[0]), hc.max_abs_diff,
+                       hc.has_bias)
+
+
 def compare_sentences(lm: LanguageModel, a: str, b: str) -> SentenceComparison:
     """Score two texts with the model: ``log p(a)`` vs ``log p(b)`` (a generative model's ``p(x)``).
 
@@ -374,11 +397,7 @@ def compare_sentences(lm: LanguageModel, a: str, b: str) -> SentenceComparison:
         ValueError: If a text has no tokens or is longer than :data:`engine.lm.MAX_INPUT_TOKENS`.
     """
     for name, text in (("first", a), ("second", b)):
-        n = len(lm.encode(text))
-        if n == 0 or not text.strip():
-            raise ValueError(f"The {name} sentence is empty.")
-        if n + 1 > MAX_INPUT_TOKENS:
-            raise ValueError(f"The {name} sentence is {n:,} tokens long; this page scores at most {MAX_INPUT_TOKENS - 1:,}.")
+        checked_ids(lm, text, MAX_INPUT_TOKENS - 1, f"{name} sentence")  # + the start-of-text token
     return SentenceComparison(a, b, score_text(lm, a), score_text(lm, b))
 
 
@@ -429,12 +448,9 @@ def classify_by_prompt(
         ValueError: If the text is empty or the prompt is longer than :data:`engine.lm.MAX_INPUT_TOKENS`.
     """
     if not text.strip():
-        raise ValueError("The review is empty.")
+        raise InputError("The review is empty.")
     prompt = sentiment_prompt(text, few_shot)
-    prompt_ids = lm.encode(prompt)
-    if len(prompt_ids) + 8 > MAX_INPUT_TOKENS:
-        raise ValueError(f"The review is too long: the prompt would be {len(prompt_ids):,} tokens (limit "
-                         f"{MAX_INPUT_TOKENS:,}).")
+    prompt_ids = check_length(lm.encode(prompt), MAX_INPUT_TOKENS - 8, "review with its prompt")  # + the label
     logps = [score_completion(lm, prompt_ids, lm.encode(" " + lab)).total_logprob for lab in labels]
     mx = max(logps)
     rel = [math.exp(lp - mx) for lp in logps]
@@ -486,3 +502,12 @@ sentence_b = {sentence_b!r}
 print(f"logp_a {{sentence_logprob(sentence_a):.4f}}")
 print(f"logp_b {{sentence_logprob(sentence_b):.4f}}")
 '''
+
+
+def mixture_demo(spread: float, data_seed: int, components: int, n_samples: int, sample_seed: int
+                 ) -> tuple[Mixture, np.ndarray]:
+    """A Gaussian mixture fitted to the classifier's blobs (labels ignored) and ``n_samples`` points sampled from it."""
+    X, _ = blobs(60, spread, data_seed)
+    mix = fit_mixture(X, components, data_seed)
+    samples, _ = mix.sample(n_samples, sample_seed)
+    return mix, samples

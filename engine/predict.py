@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from engine.lm import LanguageModel
-from engine.sampling import entropy_bits
+from engine.sampling import entropy_bits, sample_token
 
 
 @dataclass(frozen=True)
@@ -152,3 +152,43 @@ def continuation_probs(lm: LanguageModel, context_ids: list[int], cont_ids: list
     logits = lm.forward(seq).logits[len(context_ids) - 1 :]  # [len(cont), V]: row j predicts cont_ids[j]
     logp = torch.log_softmax(logits.double(), dim=-1)
     return [float(torch.exp(logp[j, int(t)])) for j, t in enumerate(cont_ids)]
+
+
+def union_top_ids(before: torch.Tensor, after: torch.Tensor, k: int = 8, target: int | None = None) -> list[int]:
+    """Ids in either ``[V]`` distribution's top ``k`` (and ``target``), most likely first under either one."""
+    ids: list[int] = []
+    for probs in (after, before):
+        for i in torch.topk(probs, k).indices.tolist():
+            if i not in ids:
+                ids.append(int(i))
+    if target is not None and target not in ids:
+        ids.append(int(target))
+    ids.sort(key=lambda i: -float(max(before[i], after[i])))
+    return ids
+
+
+@dataclass(frozen=True)
+class Step:
+    """One token appended by hand to a text: how it was chosen and what the model thought of it then."""
+
+    token_id: int
+    text: str
+    how: str  # "greedy", "sampled" or "picked"
+    prob: float
+    rank: int
+    entropy: float
+
+
+def take_step(lm: LanguageModel, probs: torch.Tensor, entropy: float, how: str, token_id: int | None = None,
+              draw: int = 0) -> Step:
+    """Choose the next token from ``probs`` (``[V]``): the arg-max (``"greedy"``), a seeded draw (``"sampled"``,
+    seed ``draw`` so a fresh start replays the same draws) or the given ``token_id`` (``"picked"``)."""
+    if how == "greedy":
+        token_id = int(torch.argmax(probs))
+    elif how == "sampled":
+        token_id = sample_token(probs, torch.Generator().manual_seed(int(draw)))
+    elif token_id is None:
+        raise ValueError("A picked step needs a token id.")
+    token_id = int(token_id)
+    return Step(token_id, lm.token_text(token_id), how, float(probs[token_id]), rank_of(probs, token_id),
+                float(entropy))

@@ -17,6 +17,18 @@ from engine.lm import LanguageModel
 ROLES = ("system", "user", "assistant")
 
 
+#: Few-shot examples for the sentiment task (hand-written; the model never saw them as a set).
+SENTIMENT_EXAMPLES = (
+    ("I loved every minute of this film.", "positive"),
+    ("The battery died after one day.", "negative"),
+    ("Friendly staff and great coffee.", "positive"),
+)
+SENTIMENT_LABELS = (" positive", " negative", " Positive", " Negative")
+#: The chat keeps at most this many user turns before asking for a reset (bounded memory and run time).
+MAX_CHAT_TURNS = 8
+#: The templated conversation is cut (oldest turns first) to fit this many tokens.
+MAX_CHAT_TOKENS = 768
+
 @dataclass(frozen=True)
 class ChatRender:
     """What the model really reads for a list of messages.
@@ -149,19 +161,6 @@ def few_shot_prompt(
     blocks = [f"{input_name}: {x}\n{label_name}: {y}" for x, y in examples]
     blocks.append(f"{input_name}: {query}\n{label_name}:")
     return "\n\n".join(blocks)
-
-
-def greedy_continuation(lm: LanguageModel, prompt_ids: Sequence[int], max_new_tokens: int = 8) -> str:
-    """The greedy continuation of ``prompt_ids``, stopped at end of sequence."""
-    return "".join(step.text for step in lm.generate_stream(list(prompt_ids), max_new_tokens, temperature=0.0))
-
-
-def first_line(text: str) -> str:
-    """The first non-empty line of ``text``, stripped (a generated label is usually followed by more text)."""
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
 
 
 def trim_history(

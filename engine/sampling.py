@@ -218,3 +218,44 @@ def filtered_distribution_batch(
     kept_sorted = sorted_probs * keep
     kept_sorted = kept_sorted / kept_sorted.sum(-1, keepdim=True)
     return torch.zeros_like(probs).scatter(-1, order, kept_sorted).float()  # back to token-id order
+
+
+@dataclass(frozen=True)
+class SamplingView:
+    """One next-token distribution under the sampling settings, ready to draw: what the temperature page shows.
+
+    Attributes:
+        cut: Temperature, top-k and top-p applied to the logits.
+        order: The ``shown`` most likely token ids (the same order at every ``T > 0``).
+        curves: Temperature → probability of each token of ``order`` (the chosen ``T`` included).
+        status: Per token of ``order``: ``"kept"``, ``"top-k"`` (cut by top-k) or ``"top-p"`` (cut by top-p).
+        entropy_before: Bits after temperature, before the cuts.
+        entropy_after: Bits of the distribution actually sampled from.
+    """
+
+    cut: CutResult
+    order: list[int]
+    curves: dict[float, list[float]]
+    status: list[str]
+    entropy_before: float
+    entropy_after: float
+
+    def formula_rows(self, logits: torch.Tensor, temperature: float, n: int = 5) -> list[dict]:
+        """``z``, ``z / T`` and ``p`` at ``T = 1`` and at ``temperature`` for the ``n`` most likely tokens."""
+        at_t, at_1 = softmax_with_temperature(logits, temperature), softmax_with_temperature(logits, 1.0)
+        return [
+            {"id": i, "z": float(logits[i]), "z/T": float(logits[i]) / temperature if temperature > 0 else math.inf,
+             "p1": float(at_1[i]), "pT": float(at_t[i])}
+            for i in self.order[:n]
+        ]
+
+
+def sampling_view(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, shown: int,
+                  overlay: tuple[float, ...] = (0.5, 1.0, 2.0)) -> SamplingView:
+    """:func:`apply_cuts` on ``[V]`` logits, plus the ``shown`` top tokens under each temperature of ``overlay``."""
+    cut = apply_cuts(logits, temperature, top_k, top_p)
+    order = [int(i) for i in torch.topk(logits, shown).indices]
+    curves = {t: [float(v) for v in softmax_with_temperature(logits, t)[order]] for t in overlay}
+    curves[float(temperature)] = [float(v) for v in cut.scaled[order]]
+    status = ["kept" if cut.keep_p[i] else ("top-k" if not cut.keep_k[i] else "top-p") for i in order]
+    return SamplingView(cut, order, curves, status, entropy_bits(cut.scaled), entropy_bits(cut.final))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.lm import LanguageModel
+from engine.lm import MAX_INPUT_TOKENS, LanguageModel, check_length, checked_ids
 
 
 @dataclass(frozen=True)
@@ -74,12 +74,49 @@ def score_ids(lm: LanguageModel, ids: Sequence[int]) -> TextScore:
     return score_logits(lm, ids, lm.forward(ids).logits)
 
 
+def with_bos(lm: LanguageModel, ids: Sequence[int]) -> list[int]:
+    """``ids`` after the start-of-text token (when the model has one), so the first real token gets scored too."""
+    return ([lm.info.bos_token_id] if lm.info.bos_token_id is not None else []) + [int(i) for i in ids]
+
+
 def score_text(lm: LanguageModel, text: str, prefix_bos: bool = True) -> TextScore:
     """Score ``text``. With ``prefix_bos`` the first real token is scored too, conditioned on the BOS token."""
     ids = lm.encode(text)
-    if prefix_bos and lm.info.bos_token_id is not None:
-        ids = [lm.info.bos_token_id] + ids
-    return score_ids(lm, ids)
+    return score_ids(lm, with_bos(lm, ids) if prefix_bos else ids)
+
+
+def score_checked_text(lm: LanguageModel, text: str, cap: int = MAX_INPUT_TOKENS, what: str = "text") -> TextScore:
+    """Every token of ``text`` scored (the first given only the start-of-text token), after the one input guard.
+
+    Raises:
+        engine.lm.InputError: Empty or longer than ``cap`` tokens (message ready to show).
+    """
+    return score_ids(lm, with_bos(lm, checked_ids(lm, text, cap, what)))
+
+
+def baseline_scores(lm: LanguageModel, text: str, seed: int = 0) -> dict[str, tuple[str, TextScore]]:
+    """The text, the same words shuffled, and as many uniformly random tokens: label → (shown text, score)."""
+    natural = score_checked_text(lm, text)
+    shuffled_text = shuffled_words(text, seed)
+    rand_ids = random_token_ids(lm, len(natural.tokens), seed)
+    return {
+        "Natural text": (text, natural),
+        "Same words, shuffled": (shuffled_text, score_checked_text(lm, shuffled_text)),
+        "Random tokens": (lm.decode(rand_ids), score_ids(lm, with_bos(lm, rand_ids))),
+    }
+
+
+def answer_score(lm: LanguageModel, question: str, answer: str) -> TextScore:
+    """log p(answer, then end of turn | the question as a chat user message), token by token.
+
+    The end-of-turn token is part of the answer: "…and then stop", so a cut-off answer is penalised.
+    """
+    prompt_ids = lm.encode(lm.chat_prompt([{"role": "user", "content": question}]))
+    answer_ids = lm.encode(answer.strip())
+    if lm.info.eos_token_id is not None:
+        answer_ids = answer_ids + [lm.info.eos_token_id]
+    check_length(prompt_ids + answer_ids, what="question and answer together")
+    return score_completion(lm, prompt_ids, answer_ids)
 
 
 def score_completion(lm: LanguageModel, prompt_ids: Sequence[int], completion_ids: Sequence[int]) -> TextScore:

@@ -57,11 +57,6 @@ class TextStats:
         """Characters per token (higher = the tokenizer packs this text more efficiently)."""
         return self.characters / self.tokens if self.tokens else 0.0
 
-    @property
-    def tokens_per_word(self) -> float:
-        """Tokens per whitespace-separated word (0 when there are no words)."""
-        return self.tokens / self.words if self.words else 0.0
-
 
 @dataclass(frozen=True)
 class Tokenization:

@@ -38,6 +38,8 @@ FINE_TUNE_LOCK = threading.Lock()
 #: Hard caps so one request stays bounded in time and memory.
 MAX_TRAIN_STEPS = 40
 MAX_TRAIN_TOKENS = 64
+#: The learning rates the one-step demo tries (plain SGD).
+STEP_LRS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 DEFAULT_LAYERS = 4
 DEFAULT_RANK = 4
 
@@ -231,7 +233,7 @@ def adapted_logits(lm: LanguageModel, adapter: LoraAdapter | None, ids: Sequence
 def adapted_greedy(
     lm: LanguageModel, adapter: LoraAdapter | None, ids: Sequence[int], max_new_tokens: int = 12
 ) -> list[int]:
-    """Greedy continuation with the adapter applied (no KV cache: short outputs only).
+    """Greedy continuation with the adapter applied: the one KV-cached loop, :meth:`LanguageModel.generate_stream`.
 
     Args:
         lm: The shared model.
@@ -239,16 +241,27 @@ def adapted_greedy(
         ids: Prompt ids.
         max_new_tokens: At most 32.
     """
-    ids = [int(i) for i in ids]
     weights = adapter.weights(lm) if adapter is not None else None
-    out: list[int] = []
-    for _ in range(max(0, min(int(max_new_tokens), 32))):
-        logits = _logits_with(lm, weights, ids + out) if weights is not None else lm.forward(ids + out).logits
-        token = int(torch.argmax(logits[-1]))
-        out.append(token)
-        if token == lm.info.eos_token_id:
-            break
-    return out
+    n = max(0, min(int(max_new_tokens), 32))
+    return [s.token_id for s in lm.generate_stream(ids, n, temperature=0.0, weights=weights)] if n else []
+
+
+def probe_target(lm: LanguageModel, fact: str, probe: str) -> int | None:
+    """The token that follows ``probe`` inside ``fact`` when the probe is a prefix of it (e.g. ' purple')."""
+    f, p = lm.encode(fact), lm.encode(probe)
+    if p and len(f) > len(p) and f[: len(p)] == p:
+        return int(f[len(p)])
+    return None
+
+
+@torch.no_grad()
+def adapted_outputs(
+    lm: LanguageModel, adapter: LoraAdapter | None, ids: Sequence[int], new_tokens: int = 10
+) -> tuple[torch.Tensor, list[int]]:
+    """What the page shows of a (fine-tuned) model on one prompt: ``[V]`` next-token probabilities and the greedy
+    continuation's ids."""
+    probs = torch.softmax(adapted_logits(lm, adapter, ids)[-1].double(), dim=-1).float()  # [V]
+    return probs, adapted_greedy(lm, adapter, ids, new_tokens)
 
 
 # ------------------------------------------------------------------------------------------------ one SGD step

@@ -2,38 +2,42 @@
 
 import pandas as pd
 import streamlit as st
-import torch
 
-from components.attention_views import (
-    ATTN_MAX_TOKENS,
-    LENS_POSITIONS,
-    MAX_GEN_TOKENS,
-    attention_heatmap,
-    attention_run,
-    bertviz_html,
-    generated_heatmap,
-    generation,
-    head_by_hand,
-    head_grid,
-    lens_heatmap,
-    lens_result,
-    lens_trajectory,
-    mask_patterns,
-    token_bars,
+from components import caches
+from components.display import (
+    cached_chart,
+    csv_download,
+    empty_text_notice,
+    illustration_note,
+    show_error,
+    token_chips,
 )
-from components.bertviz_offline import (
+from components.figures.bars import token_bars
+from components.figures.bertviz import (
     MAX_CELLS,
     MAX_TOKENS,
     head_view_height,
     layers_within_budget,
     model_view_height,
 )
-from components.charts import token_label
-from components.model import require_lm, selected_key
-from components.nav import ensure_frame
-from components.tokens import token_chips
-from components.ui import cached_chart, csv_download, empty_text_notice, illustration_note, prompt_input
-from engine.attention import HEAD_METRICS, head_metric, masked_mass, sink_share, token_attention
+from components.figures.heatmaps import attention_heatmap, generated_heatmap, head_grid, lens_heatmap, mask_patterns
+from components.figures.lines import lens_trajectory
+from components.figures.tables import matrix_table, vector_table
+from components.frame import end_page, ensure_frame
+from components.inputs import prompt_input
+from components.model import require_lm
+from engine.attention import (
+    ATTN_MAX_TOKENS,
+    HEAD_METRICS,
+    LENS_POSITIONS,
+    MAX_GEN_TOKENS,
+    head_metric,
+    masked_mass,
+    sink_share,
+    token_attention,
+)
+from engine.lm import InputError
+from engine.text import token_label
 
 ensure_frame()
 st.title("Attention & Transformers")
@@ -46,19 +50,19 @@ st.markdown(
 lm = require_lm()
 info = lm.info
 L, H, KV, D_HEAD = info.layers, info.heads, info.kv_heads, info.head_dim
-key = selected_key()
+key = lm.key
 
 text = prompt_input("Prompt", help="Shared with the other pages. Short prompts give readable pictures.")
 st.caption(f"This page reads at most {ATTN_MAX_TOKENS} tokens: attention grows with the square of the length.")
 if not text.strip():
     empty_text_notice()
-    st.stop()
+    end_page()
 try:
     with st.spinner("Running the model once with attention recording on…"):
-        run = attention_run(key, text)
-except ValueError as err:
-    st.warning(str(err), icon=":material/warning:")
-    st.stop()
+        run = caches.attention_run(key, text)
+except InputError as err:
+    show_error(err)
+    end_page()
 
 T = len(run.ids)
 tokens = run.tokens
@@ -180,7 +184,7 @@ else:
     if notes:
         st.caption(":material/info: Showing " + "; ".join(notes) + ".")
     # The head view opens on the layer picked above when it is included.
-    html = bertviz_html(key, text, view, tuple(bv_layers), bv_T, layer)
+    html = caches.bertviz_html(key, text, view, tuple(bv_layers), bv_T, layer)
     if view == "model":
         height = model_view_height(bv_T, len(bv_layers), H)
     else:
@@ -195,21 +199,9 @@ n_calc = n_max
 if T > 2:
     n_calc = st.slider("Tokens to compute (from the start of the prompt)", 2, n_max, value=min(n_max, 6),
                        key="at_n", bind="query-params")
-calc = head_by_hand(key, text, layer, head, n_calc)
+calc = caches.head_by_hand(key, text, layer, head, n_calc)
 ctoks = [f"{i}: {token_label(t)}" for i, t in enumerate(calc.tokens)]
 show_dims = 6
-
-
-def _vec_table(m: torch.Tensor) -> pd.DataFrame:
-    df = pd.DataFrame(m[:, :show_dims].double().numpy().round(3), index=ctoks,
-                      columns=[f"dim {i}" for i in range(show_dims)])
-    df[f"… ({D_HEAD - show_dims} more)"] = "…"
-    return df
-
-
-def _mat_table(m: torch.Tensor, decimals: int = 3) -> pd.DataFrame:
-    return pd.DataFrame(m.double().numpy().round(decimals), index=ctoks, columns=ctoks)
-
 
 st.markdown(
     f"Layer **{layer}**, head **{head}** (pick them above), on the first {n_calc} tokens. Because attention is "
@@ -224,30 +216,30 @@ st.markdown(
 )
 c1, c2 = st.columns(2)
 c1.caption("Queries Q (after rotation)")
-c1.dataframe(_vec_table(calc.q), key="at_q")
+c1.dataframe(vector_table(calc.q, ctoks, show_dims), key="at_q")
 c2.caption("Keys K (after rotation)")
-c2.dataframe(_vec_table(calc.k), key="at_k")
+c2.dataframe(vector_table(calc.k, ctoks, show_dims), key="at_k")
 st.markdown(
     f"**2. Scores Q·Kᵀ / √d.** Row = query, column = key. Dividing by √{D_HEAD} = {D_HEAD ** 0.5:.0f} keeps the "
     "scores in a range where the softmax is not saturated."
 )
-st.dataframe(_mat_table(calc.scaled), key="at_scaled")
+st.dataframe(matrix_table(calc.scaled, ctoks), key="at_scaled")
 st.markdown(
     "**3. Causal mask.** Scores for later tokens are set to −∞, so they get weight exactly 0 after the softmax."
 )
-masked_df = _mat_table(calc.masked).map(lambda v: "−∞" if v == float("-inf") else f"{v:.3f}")
+masked_df = matrix_table(calc.masked, ctoks).map(lambda v: "−∞" if v == float("-inf") else f"{v:.3f}")
 st.dataframe(masked_df, key="at_masked")
 st.markdown("**4. Softmax of each row** (eᶻ / Σeᶻ): the attention weights. Each row sums to 1.")
-st.dataframe(_mat_table(calc.weights, 4), key="at_weights")
+st.dataframe(matrix_table(calc.weights, ctoks, 4), key="at_weights")
 st.markdown(
     f"**5. Weighted sum of values.** Each token's output is its weights times the value vectors (first {show_dims} "
     f"of {D_HEAD} numbers). The {H} heads' outputs are concatenated and mixed by the output projection."
 )
 c1, c2 = st.columns(2)
 c1.caption("Values V")
-c1.dataframe(_vec_table(calc.v), key="at_v")
+c1.dataframe(vector_table(calc.v, ctoks, show_dims), key="at_v")
 c2.caption("Output = weights · V")
-c2.dataframe(_vec_table(calc.output), key="at_out")
+c2.dataframe(vector_table(calc.output, ctoks, show_dims), key="at_out")
 st.success(
     f"Checked against the model: largest difference from the weights it returned is {calc.max_weight_diff:.1e}, "
     f"from the head output it passed on is {calc.max_output_diff:.1e}.",
@@ -283,7 +275,7 @@ st.markdown(
     "layer and you get the next-token guess that layer would make. Colour: probability of that layer's top guess "
     "(over the full vocabulary); text: the guess. Read a column from top to bottom."
 )
-lens = lens_result(key, text)
+lens = caches.lens_result(key, text)
 cached_chart(("at_lens", key, text), lambda: lens_heatmap(lens, lm.token_text), key="at_lens")
 final = lm.token_text(int(lens.final_ids[-1]))
 p_final = lens.final_probs[:, -1]
@@ -320,7 +312,7 @@ skip_sink = c3.toggle("Hide the first token", value=True, key="at_gsink", bind="
                       help="The first token soaks up most attention (the attention sink, see above). Hiding its "
                       "column lets the colour scale show how the rest is shared.")
 with st.spinner("Generating…"):
-    gen = generation(key, text, n_new)
+    gen = caches.generated_attention(key, text, n_new)
 if not gen.generated:
     st.info("No room left in the context window to generate.", icon=":material/info:")
 else:

@@ -3,14 +3,15 @@
 import pandas as pd
 import streamlit as st
 
-from components import context_views as cv
-from components.charts import probability_bars
-from components.model import require_lm, selected_key
-from components.nav import ensure_frame
-from components.tokens import token_chips
-from components.ui import clean_text, csv_download, empty_text_notice, show_chart
-from engine.context import apply_window, find_subsequence
-from engine.lm import MAX_INPUT_TOKENS
+from components import caches
+from components.display import csv_download, empty_text_notice, show_chart, show_error, token_chips
+from components.figures.bars import probability_bars, usage_gauge
+from components.figures.lines import context_figure, cost_figures, sweep_figure
+from components.frame import ensure_frame
+from components.inputs import cleaned
+from components.model import require_lm
+from engine.context import COST_LENGTHS, MAX_LONG_TOKENS, apply_window, find_subsequence
+from engine.lm import InputError, input_problem
 
 DEFAULT_TEXT = (
     "My name is Ada. I live in a small town by the sea and I like to read books about science. "
@@ -36,7 +37,7 @@ st.markdown(
 )
 
 lm = require_lm()
-key = selected_key()
+key = lm.key
 limit = lm.info.context_length
 
 # ------------------------------------------------------------------------------------------------ the real limit
@@ -47,17 +48,15 @@ st.markdown(
 )
 if "cw_text" not in st.session_state:
     st.session_state["cw_text"] = DEFAULT_TEXT
-raw = st.text_area("Text", key="cw_text", height=110, bind="query-params")
-text, notes = clean_text(raw)
-for note in notes:
-    st.caption(f":material/info: {note}")
-def text_sections(text: str) -> None:
-    """The gauge, the simulated window and the forgetting demo for one non-empty text."""
-    ids = cv.tokenize(key, text)
-    n = len(ids)
+text = cleaned(st.text_area("Text", key="cw_text", height=110, bind="query-params"))
+ids = caches.token_ids(key, text) if text.strip() else ()
+n = len(ids)
+if not ids:
+    empty_text_notice("a text")
+else:
     g_col, m_col = st.columns([3, 2], vertical_alignment="center")
     with g_col:
-        show_chart(cv.usage_gauge(n, limit), key="cw_gauge")
+        show_chart(usage_gauge(n, limit), key="cw_gauge")
     with m_col:
         st.metric("Tokens in your text", f"{n:,}")
         st.metric("Share of the window used", f"{n / limit:.2%}")
@@ -67,22 +66,22 @@ def text_sections(text: str) -> None:
                 icon=":material/warning:",
             )
 
-    # ------------------------------------------------------------------------------------------- simulated window
+# ------------------------------------------------------------------------------------------------ simulated window
+if ids:
     st.subheader("Simulate a small window")
     st.markdown(
-        f"A window of {limit:,} tokens is hard to overflow with a paragraph, so shrink it. When a text is longer than the "
-        "window, a chat app keeps the **most recent** tokens and drops the oldest; the greyed, struck-out tokens below "
-        "are the ones the model no longer sees."
+        f"A window of {limit:,} tokens is hard to overflow with a paragraph, so shrink it. When a text is longer than "
+        "the window, a chat app keeps the **most recent** tokens and drops the oldest; the greyed, struck-out tokens "
+        "below are the ones the model no longer sees."
     )
     window = st.slider("Window size (tokens)", 8, 256, 16, key="cw_window", bind="query-params")
     view = apply_window(ids, window)
-    pieces = cv.token_pieces(key, ids)
     shown = 600  # chips drawn at most (the page stays light for very long texts)
     first = max(0, n - shown)
     if first:
         st.caption(f"Showing the last {shown} of {n:,} tokens.")
     token_chips(
-        pieces[first:],
+        caches.token_pieces(key, ids)[first:],
         ids[first:],
         dimmed=[not k for k in view.in_window[first:]],
         titles=[f"position {i}" + ("" if i >= view.start else " (outside the window)") for i in range(first, n)],
@@ -94,35 +93,32 @@ def text_sections(text: str) -> None:
     else:
         st.caption(f"All {n:,} tokens fit in a {window}-token window: nothing is forgotten yet.")
 
-    # --------------------------------------------------------------------------------------------------- forgetting
+# ------------------------------------------------------------------------------------------------ forgetting
+if ids:
     st.subheader("What the model forgets")
     st.markdown(
-        "Ask about a fact from the start of the text. With the whole text, the model can look the fact up; once it has "
-        "slid out of the window, the model can only guess. Both predictions below are from the real model."
+        "Ask about a fact from the start of the text. With the whole text, the model can look the fact up; once it "
+        "has slid out of the window, the model can only guess. Both predictions below are from the real model."
     )
-    raw_answer = st.text_input("Answer to check", value="Ada", key="cw_answer", max_chars=40, bind="query-params")
-    answer_word, _ = clean_text(raw_answer, limit=40)
-    answer_word = answer_word.strip()
+    answer_word = cleaned(st.text_input("Answer to check", value="Ada", key="cw_answer", max_chars=40,
+                                        bind="query-params"), limit=40, quiet=True).strip()
+    answer = " " + answer_word  # the answer follows a space: " Ada" is one token, "Ada" another
+    problem = input_problem(lm, text, what="text")  # the model reads at most MAX_INPUT_TOKENS tokens at once
     if not answer_word:
         st.info("Type the word you expect the model to answer with (for the default text: Ada).", icon=":material/edit:")
-    elif n > MAX_INPUT_TOKENS:
-        st.warning(
-            f"This page runs the model on at most {MAX_INPUT_TOKENS:,} tokens at once; the text has {n:,}. Shorten it to "
-            "compare predictions.",
-            icon=":material/warning:",
-        )
+    elif problem:
+        show_error(InputError(problem))
     else:
-        answer = " " + answer_word  # the answer follows a space: " Ada" is one token, "Ada" another
         full_col, win_col = st.columns(2)
         for col, seen, label, name in (
             (full_col, ids, f"Whole text ({n} tokens)", "full"),
-            (win_col, view.kept, f"Last {len(view.kept)} tokens only", "win"),
+            (win_col, tuple(view.kept), f"Last {len(view.kept)} tokens only", "win"),
         ):
             with col:
                 st.markdown(f"**{label}**")
-                p = cv.answer_prob(key, tuple(seen), answer)
+                p = caches.answer_prob(key, seen, answer)
                 st.metric(f"p('{answer_word}' comes next)", f"{p:.2%}" if p >= 1e-4 else f"{p:.1e}")
-                top = cv.next_view(key, tuple(seen))
+                top = caches.next_view(key, seen)
                 show_chart(
                     probability_bars(
                         [c.text for c in top.candidates],
@@ -139,28 +135,21 @@ def text_sections(text: str) -> None:
                 f"{n} tokens to push the start of the text out.",
                 icon=":material/info:",
             )
-        fact_start = find_subsequence(ids[:-1], cv.tokenize(key, answer))
+        fact_start = find_subsequence(ids[:-1], caches.token_ids(key, answer))
         with st.expander("p(answer) for every window size", icon=":material/show_chart:"):
             st.markdown(
-                "One forward pass per window size, from 4 tokens to the whole text. Grey points: the first mention of "
-                "the answer is no longer fully in view."
+                "One forward pass per window size, from 4 tokens to the whole text. Grey points: the first mention "
+                "of the answer is no longer fully in view."
             )
             if st.toggle("Run the sweep", key="cw_sweep"):
                 if n > 128:
                     st.info("The sweep runs on texts of at most 128 tokens, to keep it quick.", icon=":material/info:")
                 else:
-                    points = cv.window_sweep(key, ids, answer, fact_start)
+                    points = caches.window_sweep(key, ids, answer, fact_start)
                     fact_window = n - fact_start if fact_start is not None else None
-                    show_chart(cv.sweep_figure(points, answer_word, fact_window), key="cw_sweep_chart")
+                    show_chart(sweep_figure(points, answer_word, fact_window), key="cw_sweep_chart")
                     if fact_start is None:
                         st.caption(f"'{answer_word}' does not appear earlier in the text, so no fact line is drawn.")
-
-
-
-if text.strip():
-    text_sections(text)
-else:
-    empty_text_notice("a text")
 
 # ------------------------------------------------------------------------------------------ why windows are limited
 st.subheader("Why are windows limited?")
@@ -181,16 +170,16 @@ st.markdown(
 )
 max_len = st.select_slider(
     "Longest sequence to measure",
-    options=list(cv.COST_LENGTHS[2:]),
+    options=list(COST_LENGTHS[2:]),
     value=256,
     key="cw_maxlen",
     bind="query-params",
     help="Longer sequences take longer to measure. Results are shared by everyone using this server.",
 )
-lengths = tuple(t for t in cv.COST_LENGTHS if t <= max_len)
+lengths = tuple(t for t in COST_LENGTHS if t <= max_len)
 if st.toggle("Measure on this machine", key="cw_measure"):
-    points = cv.measure_cost(key, lengths)
-    time_fig, mem_fig = cv.cost_figures(points, lm.info.layers, lm.info.heads)
+    points = caches.measure_cost(key, lengths)
+    time_fig, mem_fig = cost_figures(points, lm.info.layers, lm.info.heads)
     t_col, m_col = st.columns(2)
     with t_col:
         show_chart(time_fig, key="cw_time")
@@ -227,14 +216,11 @@ st.markdown(
 )
 if "cw_long" not in st.session_state:
     st.session_state["cw_long"] = DEFAULT_LONG
-long_raw = st.text_area("Long text", key="cw_long", height=140, bind="query-params")
-long_text, long_notes = clean_text(long_raw)
-for note in long_notes:
-    st.caption(f":material/info: {note}")
-long_ids = cv.tokenize(key, long_text) if long_text.strip() else ()
-if len(long_ids) > cv.MAX_LONG_TOKENS:
-    st.caption(f":material/info: Only the first {cv.MAX_LONG_TOKENS} of {len(long_ids):,} tokens are scored here.")
-    long_ids = long_ids[: cv.MAX_LONG_TOKENS]
+long_text = cleaned(st.text_area("Long text", key="cw_long", height=140, bind="query-params"))
+long_ids = caches.token_ids(key, long_text) if long_text.strip() else ()
+if len(long_ids) > MAX_LONG_TOKENS:
+    st.caption(f":material/info: Only the first {MAX_LONG_TOKENS} of {len(long_ids):,} tokens are scored here.")
+    long_ids = long_ids[:MAX_LONG_TOKENS]
 w_col, s_col = st.columns(2)
 pwin = w_col.select_slider("Window (tokens)", options=[16, 32, 64, 128], value=32, key="cw_pwin", bind="query-params")
 stride = s_col.select_slider(
@@ -242,30 +228,27 @@ stride = s_col.select_slider(
 )
 if len(long_ids) < 2:
     empty_text_notice("a longer text")
-elif stride > pwin:
-    st.warning(f"The stride cannot be larger than the window ({pwin}): tokens would be skipped.", icon=":material/warning:")
 else:
-    runs = {
-        f"chunks of {pwin}": cv.sliding_scores(key, long_ids, pwin, pwin),
-        f"sliding, stride {stride}": cv.sliding_scores(key, long_ids, pwin, stride),
-    }
-    runs[f"whole text in view ({len(long_ids)} tokens)"] = cv.full_context_scores(key, long_ids)
-    rows = [
-        {
-            "method": name,
-            "forward passes": run.forwards,
-            "mean context (tokens)": round(sum(run.context) / len(run.context), 1),
-            "perplexity": round(run.perplexity, 2),
-        }
-        for name, run in runs.items()
-    ]
-    table = pd.DataFrame(rows)
-    st.dataframe(table, hide_index=True)
-    csv_download(table, "sliding_window_perplexity.csv", key="cw_ppl_csv")
-    show_chart(cv.context_figure(runs), key="cw_context_chart")
-    st.caption(
-        "Each line shows how many earlier tokens the model saw when it scored each token. The chunked line falls to "
-        "one token at every chunk boundary; the sliding line stays near the window size; with the whole text in view "
-        "context grows with position. All three score the same tokens, so their perplexities compare directly: more "
-        "context usually means less surprise."
-    )
+    try:
+        runs = caches.long_text_runs(key, long_ids, pwin, stride)
+    except ValueError as err:
+        show_error(err)
+    else:
+        table = pd.DataFrame([
+            {
+                "method": name,
+                "forward passes": run.forwards,
+                "mean context (tokens)": round(sum(run.context) / len(run.context), 1),
+                "perplexity": round(run.perplexity, 2),
+            }
+            for name, run in runs.items()
+        ])
+        st.dataframe(table, hide_index=True)
+        csv_download(table, "sliding_window_perplexity.csv", key="cw_ppl_csv")
+        show_chart(context_figure(runs), key="cw_context_chart")
+        st.caption(
+            "Each line shows how many earlier tokens the model saw when it scored each token. The chunked line falls "
+            "to one token at every chunk boundary; the sliding line stays near the window size; with the whole text "
+            "in view context grows with position. All three score the same tokens, so their perplexities compare "
+            "directly: more context usually means less surprise."
+        )

@@ -1,18 +1,20 @@
 """Embeddings: the model's real lookup table, similarity, projections, neighbours, analogies and meaning in context."""
 
-import html
-import re
-
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components import embedding_views as ev
-from components.charts import token_label
-from components.model import require_lm, selected_key
-from components.nav import ensure_frame
-from components.ui import cached_chart, clean_text, csv_download, prompt_input
+from components import caches
+from components.display import cached_chart, csv_download, show_error
+from components.figures.bars import neighbour_figure
+from components.figures.heatmaps import cosine_heatmap, vector_figure
+from components.figures.lines import layer_curves_figure
+from components.figures.scatter import context_scatter, projection_figure
+from components.frame import ensure_frame
+from components.inputs import clean_text, cleaned, prompt_input
+from components.model import require_lm
 from engine import embeddings as emb
+from engine.text import code_span, html_escape, token_label
 
 DEFAULT_WORDS = (
     "king, queen, man, woman, prince, princess, dog, cat, puppy, kitten, Paris, London, France, Japan, "
@@ -30,23 +32,6 @@ DEFAULT_B = (
 )
 
 
-def safe(text: str) -> str:
-    """Escape user text before it goes into plotly labels (plotly renders a few HTML tags)."""
-    return html.escape(text, quote=False)
-
-
-def code_span(text: str) -> str:
-    """Show user- or model-derived text literally inside Markdown (no formatting, links, math or HTML)."""
-    if "`" not in text:
-        return f"`{text}`"
-    fence = "`" * (max(len(run) for run in re.findall("`+", text)) + 1)  # longer than any run of backticks inside
-    return f"{fence} {text} {fence}"
-
-
-def cleaned(text: str | None, limit: int) -> str:
-    return " ".join(clean_text(text, limit=limit)[0].split())
-
-
 ensure_frame()
 st.title("Embeddings")
 st.markdown(
@@ -58,7 +43,7 @@ st.markdown(
 )
 
 lm = require_lm()
-key = selected_key()
+key = lm.key
 table = emb.embedding_matrix(lm)
 rows_v, dims_d = table.shape
 share = rows_v * dims_d / lm.info.parameters
@@ -93,11 +78,11 @@ with c_space:
     )
 with c_k:
     k = st.slider("Neighbours", 5, 30, 10, key="emb_k", bind="query-params")
-word = cleaned(word_raw, 40)
+word = cleaned(word_raw, 40, one_line=True, quiet=True)
 if not word:
     st.info("Type a word to see its vector.", icon=":material/edit:")
 else:
-    wv = ev.word_vector(key, word, leading)
+    wv = caches.word_vector(key, word, leading)
     rows = table[wv.ids].numpy()  # [n, D]
     labels = list(wv.pieces)
     if wv.n_tokens > 1:
@@ -111,8 +96,8 @@ else:
             icon=":material/call_split:",
         )
     else:
-        st.markdown(f"{safe(repr(wv.form))} is token **{wv.ids[0]:,}**: this is row {wv.ids[0]:,} of the table.")
-    cached_chart(("emb_vector", key, word, leading), lambda: ev.vector_figure(rows, [safe(x) for x in labels]),
+        st.markdown(f"{html_escape(repr(wv.form), quote=False)} is token **{wv.ids[0]:,}**: this is row {wv.ids[0]:,} of the table.")
+    cached_chart(("emb_vector", key, word, leading), lambda: vector_figure(rows, [html_escape(x, quote=False) for x in labels]),
                  key="emb_vector")
     v = wv.vector
     top_dims = np.argsort(-np.abs(v.numpy()))[:3]
@@ -122,8 +107,8 @@ else:
         + ", ".join(str(int(d)) for d in top_dims)
         + ". Single dimensions rarely mean anything on their own: meaning is in the direction of the whole vector."
     )
-    near = ev.neighbours(key, word, leading, k)
-    cached_chart(("emb_neighbours", key, word, leading, k), lambda: ev.neighbour_figure(near), key="emb_neighbours")
+    near = caches.neighbours(key, word, leading, k)
+    cached_chart(("emb_neighbours", key, word, leading, k), lambda: neighbour_figure(near), key="emb_neighbours")
     st.caption(
         f"The {k} entries of all {rows_v:,} whose rows point most nearly the same way (cosine similarity), the word's "
         "own token(s) left out. Expect other spellings (capitalised, plural, no leading space) near the top: the "
@@ -185,11 +170,11 @@ elif len(words) < 2:
     st.info(f"Only one word ('{words[0]}'): add at least one more to compare.", icon=":material/edit:")
 else:
     try:
-        wmap = ev.word_map(
+        wmap = caches.word_map(
             key, tuple(words), leading, "tsne" if method == "t-SNE" else "pca", 3 if dims == "3D" else 2, extra
         )
     except ValueError as err:
-        st.warning(str(err), icon=":material/warning:")
+        show_error(err)
     else:
         split = [w for w in wmap.words if w.n_tokens > 1]
         if split:
@@ -197,12 +182,10 @@ else:
                 ":material/call_split: Split into several tokens (their vector is the average of the pieces): "
                 + "; ".join(f"{w.word} = {' + '.join(repr(p) for p in w.pieces)}" for w in split)
             )
-        labels = [safe(w.label) for w in wmap.words]
+        labels = [html_escape(w.label, quote=False) for w in wmap.words]
         map_inputs = (key, tuple(words), leading, method, dims, extra)
-        cached_chart(("emb_heatmap", *map_inputs), lambda: ev.cosine_heatmap(labels, wmap.sims), key="emb_heatmap")
-        off = wmap.sims + np.diag(np.full(len(labels), -np.inf))
-        i, j = np.unravel_index(np.argmax(off), off.shape)
-        lo_i, lo_j = np.unravel_index(np.argmin(wmap.sims), wmap.sims.shape)
+        cached_chart(("emb_heatmap", *map_inputs), lambda: cosine_heatmap(labels, wmap.sims), key="emb_heatmap")
+        (i, j), (lo_i, lo_j) = wmap.extremes()
         st.caption(
             f"Most similar pair: {wmap.words[i].word} and {wmap.words[j].word} ({wmap.sims[i, j]:.2f}); least: "
             f"{wmap.words[lo_i].word} and {wmap.words[lo_j].word} ({wmap.sims[lo_i, lo_j]:.2f}). Cosine 1 means the "
@@ -210,7 +193,7 @@ else:
         )
         cached_chart(
             ("emb_projection", *map_inputs),
-            lambda: ev.projection_figure(wmap.projection, [safe(x) for x in wmap.labels], wmap.groups),
+            lambda: projection_figure(wmap.projection, [html_escape(x, quote=False) for x in wmap.labels], wmap.groups),
             key="emb_projection",
         )
         if wmap.projection.explained:
@@ -234,20 +217,20 @@ st.markdown(
     "answers, otherwise *king* or *woman* usually wins."
 )
 a1, a2, a3, a4 = st.columns(4)
-a = cleaned(a1.text_input("a", value="king", key="emb_a", max_chars=40, bind="query-params"), 40)
-b = cleaned(a2.text_input("− b", value="man", key="emb_b", max_chars=40, bind="query-params"), 40)
-c = cleaned(a3.text_input("+ c", value="woman", key="emb_c", max_chars=40, bind="query-params"), 40)
+a = cleaned(a1.text_input("a", value="king", key="emb_a", max_chars=40, bind="query-params"), 40, one_line=True, quiet=True)
+b = cleaned(a2.text_input("− b", value="man", key="emb_b", max_chars=40, bind="query-params"), 40, one_line=True, quiet=True)
+c = cleaned(a3.text_input("+ c", value="woman", key="emb_c", max_chars=40, bind="query-params"), 40, one_line=True, quiet=True)
 expected = cleaned(
-    a4.text_input("Expected (optional)", value="queen", key="emb_expect", max_chars=40, bind="query-params"), 40
+    a4.text_input("Expected (optional)", value="queen", key="emb_expect", max_chars=40, bind="query-params"), 40, one_line=True, quiet=True
 )
 if not (a and b and c):
     st.info("Fill in a, b and c, for example Paris − France + Italy.", icon=":material/edit:")
 else:
-    res = ev.analogy(key, a, b, c, expected, leading)
+    res = caches.analogy(key, a, b, c, expected, leading)
     say = {"good": st.success, "weak": st.warning, "poor": st.error}[res.quality]
     say(f"**{res.quality.capitalize()}.** {res.verdict}", icon=":material/rule:")
     cached_chart(("emb_analogy", key, a, b, c, expected, leading),
-                 lambda: ev.neighbour_figure(res.neighbours, highlight=expected), key="emb_analogy")
+                 lambda: neighbour_figure(res.neighbours, highlight=expected), key="emb_analogy")
     st.caption(
         f"Nearest to '{c}' alone, for comparison: "
         + ", ".join(repr(n.text) for n in res.baseline[:5])
@@ -263,7 +246,7 @@ st.markdown(
     "(the lookup) all copies are identical; watch the two meanings drift apart."
 )
 ctx_word = cleaned(
-    st.text_input("Word to follow", value="bank", key="emb_cword", max_chars=40, bind="query-params"), 40
+    st.text_input("Word to follow", value="bank", key="emb_cword", max_chars=40, bind="query-params"), 40, one_line=True, quiet=True
 )
 g1, g2 = st.columns(2)
 text_a = g1.text_area(
@@ -282,9 +265,9 @@ elif not (sent_a or sent_b):
 else:
     try:
         with st.spinner("Running each sentence through the model…"):
-            ctx = ev.contextual(key, ctx_word, sent_a, sent_b)
+            ctx = caches.contextual(key, ctx_word, sent_a, sent_b)
     except ValueError as err:
-        st.warning(str(err), icon=":material/warning:")
+        show_error(err)
     else:
         for sentence, reason in ctx.skipped:
             st.caption(f":material/block: Skipped “{sentence[:80]}”: {reason}")
@@ -297,7 +280,7 @@ else:
             )
         curves = ctx.group_curves()
         ctx_inputs = (key, ctx_word, sent_a, sent_b, layer)
-        cached_chart(("emb_layers", *ctx_inputs), lambda: ev.layer_curves_figure(curves, layer), key="emb_layers")
+        cached_chart(("emb_layers", *ctx_inputs), lambda: layer_curves_figure(curves, layer), key="emb_layers")
         if "across A and B" in curves and len(curves) > 1:
             within = np.mean([v for n, v in curves.items() if n != "across A and B"], axis=0)
             gap = within - curves["across A and B"]
@@ -315,16 +298,16 @@ else:
         csv_download(per_layer, "similarity_per_layer.csv", key="emb_layers_csv")
         h1, h2 = st.columns(2)
         names = [f"{i + 1} · {'AB'[s.group]}" for i, s in enumerate(ctx.sentences)]
-        texts = [safe(f"{i + 1}. {s.text}") for i, s in enumerate(ctx.sentences)]
+        texts = [html_escape(f"{i + 1}. {s.text}", quote=False) for i, s in enumerate(ctx.sentences)]
         with h1:
             cached_chart(
                 ("emb_ctx_heatmap", *ctx_inputs),
-                lambda: ev.cosine_heatmap(names, ctx.sims[layer].numpy(), title=f"Cosine at layer {layer}", hover=texts),
+                lambda: cosine_heatmap(names, ctx.sims[layer].numpy(), title=f"Cosine at layer {layer}", hover=texts),
                 key="emb_ctx_heatmap",
             )
         with h2:
-            proj = ev.context_projection(key, ctx_word, sent_a, sent_b, layer)
-            cached_chart(("emb_ctx_scatter", *ctx_inputs), lambda: ev.context_scatter(proj, ctx.sentences),
+            proj = caches.context_projection(key, ctx_word, sent_a, sent_b, layer)
+            cached_chart(("emb_ctx_scatter", *ctx_inputs), lambda: context_scatter(proj, ctx.sentences),
                          key="emb_ctx_scatter")
         st.caption(
             "Sentences are numbered in order: meaning A first, then B. Each point on the right is one sentence's "
@@ -353,9 +336,9 @@ if not prompt:
 else:
     try:
         with st.spinner("Running the prompt through the model…"):
-            pv = ev.prompt_vectors(key, prompt)
+            pv = caches.prompt_vectors(key, prompt)
     except ValueError as err:
-        st.warning(str(err), icon=":material/warning:")
+        show_error(err)
     else:
         n = len(pv.ids)
         if pv.total > n:
@@ -365,18 +348,18 @@ else:
                 "token only sees the ones before it."
             )
         names = [token_label(t) for t in pv.pieces]
-        labels = [safe(x) for x in names]  # for the chart
+        labels = [html_escape(x, quote=False) for x in names]  # for the chart
         shown = [code_span(x) for x in names]  # for the captions
         norms = pv.norms[p_layer]
         hover = [f"#{i} {label} · length {norms[i]:.1f}" for i, label in enumerate(labels)]
         where = "the lookup table rows" if p_layer == 0 else f"after layer {p_layer}"
         cached_chart(
             ("emb_prompt_heatmap", key, pv.ids, p_layer),  # the figure depends on nothing else
-            lambda: ev.cosine_heatmap(labels, pv.sims[p_layer], title=f"Cosine between your tokens: {where}", hover=hover),
+            lambda: cosine_heatmap(labels, pv.sims[p_layer], title=f"Cosine between your tokens: {where}", hover=hover),
             key="emb_prompt_heatmap",
         )
         notes = []
-        pair = ev.repeated_token(pv)
+        pair = pv.repeated_token()
         if pair is not None:
             i, j = pair
             same = f"{shown[i]} appears at positions {i} and {j}: cosine {pv.sims[0][i, j]:.2f} at layer 0, the same row"
@@ -392,7 +375,7 @@ else:
                 "At layer 0 each token is its table row whatever the sentence; type a word twice to see one token "
                 "get two different vectors in later layers."
             )
-        long = ev.long_vectors(pv, p_layer)
+        long = pv.long_vectors(p_layer)
         if long:
             listed = ", ".join(f"{shown[i]} (#{i}, {r:.0f}× the median length)" for i, r in long)
             notes.append(
@@ -400,7 +383,7 @@ else:
                 + (", the first among them," if long[0][0] == 0 else "")
                 + " and uses them as an 'attention sink' (see Attention & Transformers), so they look unlike the rest."
             )
-        best = ev.most_similar_pair(pv, p_layer, skip={i for i, _ in long})
+        best = pv.most_similar_pair(p_layer, skip={i for i, _ in long})
         if best is not None:
             i, j = best
             notes.append(

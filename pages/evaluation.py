@@ -4,22 +4,16 @@ BLEU misses."""
 import pandas as pd
 import streamlit as st
 
-from components.eval_views import (
-    TASK_TEMPLATE,
-    bleu_or_message,
-    candidates_figure,
-    highlight_html,
-    match_legend_html,
-    model_translation,
-    ngram_table,
-    parse_references,
-    precision_figure,
-)
-from components.model import require_lm, selected_key
-from components.nav import ensure_frame
-from components.training_views import surprise_html, surprise_legend_html, text_score
-from components.ui import csv_download, empty_text_notice, illustration_note, prompt_input, show_chart
-from engine.evaluation import MAX_REFERENCES
+from components import caches
+from components.display import csv_download, empty_text_notice, illustration_note, show_chart, show_error
+from components.figures.bars import candidates_figure, precision_figure
+from components.figures.html import highlight_html, match_legend_html, surprise_html, surprise_legend_html
+from components.figures.tables import ngram_table
+from components.frame import ensure_frame
+from components.inputs import prompt_input
+from components.model import require_lm
+from engine.evaluation import MAX_REFERENCES, TASK_TEMPLATE, bleu_or_message, parse_references
+from engine.lm import InputError
 
 DEFAULT_A = "The capital of France is Paris. It is famous for the Eiffel Tower."
 DEFAULT_B = "The capital of France is Rome. It is famous for the Eiffel Tower."
@@ -46,7 +40,7 @@ st.markdown(
 )
 
 lm = require_lm()
-key = selected_key()
+key = lm.key
 
 # ------------------------------------------------------------------------------------------------ perplexity
 st.subheader("1. Perplexity")
@@ -68,9 +62,9 @@ for col, name, text in ((pa, "A", text_a), (pb, "B", text_b)):
             empty_text_notice(f"text {name}")
             continue
         try:
-            sc = text_score(key, text)
-        except ValueError as err:
-            st.warning(str(err), icon=":material/warning:")
+            sc = caches.text_score(key, text)
+        except InputError as err:
+            show_error(err)
             continue
         st.metric(f"Perplexity of text {name}", f"{sc.perplexity:,.2f}",
                   help=f"exp({sc.mean_loss:.3f}) over {len(sc.tokens)} tokens")
@@ -82,7 +76,7 @@ for col, name, text in ((pa, "A", text_a), (pb, "B", text_b)):
 st.html(surprise_legend_html())
 if len(rows) == 2:
     lower = min(rows, key=lambda r: r["perplexity"])["text"]
-    rep = text_score(key, REPETITIVE)
+    rep = caches.text_score(key, REPETITIVE)
     rows.append({"text": "repetitive", "tokens": len(rep.tokens), "average_loss_nats": rep.mean_loss,
                  "perplexity": rep.perplexity})
     st.markdown(
@@ -120,9 +114,9 @@ elif len(source) > 400:
     st.warning("Keep the sentence under 400 characters: the model translates one sentence.", icon=":material/warning:")
 else:
     try:
-        hypothesis, full = model_translation(key, source)
-    except ValueError as err:
-        st.warning(str(err), icon=":material/warning:")
+        hypothesis, full = caches.model_translation(key, source)
+    except InputError as err:
+        show_error(err)
     else:
         st.markdown("**The model's translation** (greedy, first line of its answer):")
         st.code(hypothesis or "⟨empty⟩", language=None, wrap_lines=True)
@@ -168,7 +162,7 @@ else:
     labels, scores, same, table_rows = [], [], [], []
     for label, cand, ok in PARAPHRASES:
         res, _msg = bleu_or_message(cand, [para_ref])
-        ppl = text_score(key, cand).perplexity
+        ppl = caches.text_score(key, cand).perplexity
         labels.append(f"{label}: {cand}")
         scores.append(res.score if res else 0.0)
         same.append(ok)

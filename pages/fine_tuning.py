@@ -5,32 +5,26 @@ import time
 
 import streamlit as st
 
-from components.compute import next_token_probs
-from components.model import require_lm, selected_key
-from components.nav import ensure_frame
-from components.training_views import (
-    FT_STATE,
-    FineTuneRun,
-    answer_score,
-    base_continuation,
-    compare_distributions_figure,
-    current_run,
-    generation,
-    loss_curve_figure,
-    md_escape,
-    preference_figure,
-    probe_target,
-)
-from components.ui import empty_text_notice, prompt_input, show_chart
+from components import caches
+from components.display import empty_text_notice, show_chart, show_error
+from components.figures.bars import compare_distributions_figure, preference_figure
+from components.figures.lines import loss_curve_figure
+from components.frame import ensure_frame
+from components.inputs import prompt_input
+from components.model import require_lm
+from components.state import FT_STATE, FineTuneRun, current_run, reset_run
+from engine.lm import InputError, input_problem
+from engine.predict import union_top_ids
+from engine.text import md_escape
 from engine.training import (
     DEFAULT_LAYERS,
     DEFAULT_RANK,
     MAX_TRAIN_STEPS,
     MAX_TRAIN_TOKENS,
     BusyError,
-    exclusive_fine_tune,
     new_adapter,
-    train_steps,
+    probe_target,
+    run_fine_tune,
 )
 
 DEFAULT_FACT = "Our class mascot is a purple owl."
@@ -52,7 +46,7 @@ st.markdown(
 )
 
 lm = require_lm()
-key = selected_key()
+key = lm.key
 
 # ------------------------------------------------------------------------------------------------ live fine-tune
 st.subheader("1. Teach the model a fact")
@@ -72,17 +66,10 @@ lr = c2.select_slider("Learning rate (Adam)", options=list(LEARNING_RATES), valu
                       bind="query-params", help="Too small: nothing is learned in time. Too large: the model forgets "
                       "other things (watch the control prompt below).")
 
-fact_ids = lm.encode(fact) if fact.strip() else []
-probe_ok = bool(probe.strip()) and len(lm.encode(probe)) <= MAX_TRAIN_TOKENS
-problem = None
-if not fact.strip():
-    problem = "Type a fact to teach."
-elif len(fact_ids) < 2:
-    problem = "The fact needs at least two tokens."
-elif len(fact_ids) > MAX_TRAIN_TOKENS:
-    problem = f"The fact is {len(fact_ids)} tokens; keep it under {MAX_TRAIN_TOKENS} so training stays quick."
-elif not probe_ok:
-    problem = f"Type a probe prompt (at most {MAX_TRAIN_TOKENS} tokens)."
+probe_problem = input_problem(lm, probe, MAX_TRAIN_TOKENS, "probe prompt")
+problem = input_problem(lm, fact, MAX_TRAIN_TOKENS, "fact", at_least=2, why=" so training stays quick") or probe_problem
+probe_ok = probe_problem is None
+fact_ids = lm.encode(fact) if problem is None else []
 
 b1, b2, _ = st.columns([1, 1, 2])
 train_clicked = b1.button(f"Fine-tune {steps} steps", type="primary", icon=":material/model_training:",
@@ -92,21 +79,23 @@ reset_clicked = b2.button("Reset", icon=":material/restart_alt:", key="ft_reset"
 if problem:
     st.info(problem, icon=":material/edit:")
 if reset_clicked:
-    st.session_state.pop(FT_STATE, None)
+    reset_run()
     st.toast("Adapter removed: you are back to the original model.")
 
 if train_clicked and problem is None:
     bar = st.progress(0.0, text="Waiting for the model…")
     live = st.empty()
     try:
-        with exclusive_fine_tune():
-            adapter = new_adapter(lm)  # each run starts again from the original model
-            start = time.perf_counter()
-            for s in train_steps(lm, adapter, fact_ids, steps, lr):
-                bar.progress(s.step / steps, text=f"Step {s.step} of {steps}: loss {s.loss:.3f}")
-                with live.container():
-                    show_chart(loss_curve_figure(adapter.losses, steps), key=f"ft_live_{s.step}")
-            st.session_state[FT_STATE] = FineTuneRun(key, fact, steps, lr, adapter, time.perf_counter() - start)
+        adapter = new_adapter(lm)  # each run starts again from the original model
+
+        def show_step(s) -> None:
+            bar.progress(s.step / steps, text=f"Step {s.step} of {steps}: loss {s.loss:.3f}")
+            with live.container():
+                show_chart(loss_curve_figure(adapter.losses, steps), key=f"ft_live_{s.step}")
+
+        start = time.perf_counter()
+        run_fine_tune(lm, adapter, fact_ids, steps, lr, on_step=show_step)
+        st.session_state[FT_STATE] = FineTuneRun(key, fact, steps, lr, adapter, time.perf_counter() - start)
     except BusyError as err:
         bar.empty()
         st.warning(f"**Busy:** {err} Only one fine-tune runs at a time on this server so each one stays fast.",
@@ -115,17 +104,15 @@ if train_clicked and problem is None:
         st.rerun()
 
 run = current_run(key)
-try:
-    before = next_token_probs(probe) if probe_ok else None
-except ValueError as err:
-    before = None
-    st.warning(str(err), icon=":material/warning:")
+before = caches.text_distribution(key, probe).probs if probe_ok else None  # checked above
 target = probe_target(lm, fact, probe) if probe_ok else None
 
 if run is None:
     if before is not None:
         st.markdown("**Before fine-tuning**, the model's next-token prediction for the probe prompt:")
-        show_chart(compare_distributions_figure(lm, before, before, k=6, target=target), key="ft_before_only")
+        shown = union_top_ids(before, before, 6, target)
+        show_chart(compare_distributions_figure([lm.token_text(i) for i in shown], before[shown], before[shown],
+                                                [i == target for i in shown]), key="ft_before_only")
         if target is not None:
             st.caption(f"★ = '{lm.token_text(target)}', the word your fact puts next: "
                        f"p = {float(before[target]):.2e} now. Press **Fine-tune** and watch it change.")
@@ -143,14 +130,16 @@ else:
         st.code(run.text, language=None, wrap_lines=True)
     show_chart(loss_curve_figure(losses), key="ft_loss_curve")
     if before is not None:
-        after, cont = run.outputs(lm, probe)
-        show_chart(compare_distributions_figure(lm, before, after, k=6, target=target), key="ft_before_after")
+        after, cont = run.outputs(probe)
+        shown = union_top_ids(before, after, 6, target)
+        show_chart(compare_distributions_figure([lm.token_text(i) for i in shown], before[shown], after[shown],
+                                                [i == target for i in shown]), key="ft_before_after")
         if target is not None:
             st.markdown(
                 f"p('{md_escape(lm.token_text(target))}' | probe) went from **{float(before[target]):.2e}** to "
                 f"**{float(after[target]):.1%}**."
             )
-        orig = base_continuation(key, probe)
+        orig = caches.base_continuation(key, probe)
         st.markdown("**Greedy continuation of the probe prompt**")
         g1, g2 = st.columns(2)
         with g1:
@@ -162,17 +151,19 @@ else:
 
     st.markdown("**Did it forget anything?** A control prompt unrelated to your fact:")
     control = prompt_input("Control prompt", key="ft_control", default=DEFAULT_CONTROL, height=68)
-    if control.strip() and len(lm.encode(control)) <= MAX_TRAIN_TOKENS:
-        c_before = next_token_probs(control)
-        c_after, c_cont = run.outputs(lm, control)
+    control_problem = input_problem(lm, control, MAX_TRAIN_TOKENS, "control prompt")
+    if control_problem:
+        if control.strip():
+            show_error(InputError(control_problem))
+    else:
+        c_before = caches.text_distribution(key, control).probs
+        c_after, _ = run.outputs(control)
         top = int(c_before.argmax())
         st.markdown(
             f"p('{md_escape(lm.token_text(top))}' | control) was **{float(c_before[top]):.1%}** and is "
             f"**{float(c_after[top]):.1%}** after fine-tuning. A large drop is *catastrophic forgetting*: try the "
             "largest learning rate."
         )
-    elif control.strip():
-        st.warning(f"Keep the control prompt under {MAX_TRAIN_TOKENS} tokens.", icon=":material/warning:")
 
 # ------------------------------------------------------------------------------------------------ instruction tuning
 st.subheader("2. Instruction tuning: continuing text vs answering")
@@ -186,10 +177,10 @@ if not instruction.strip():
     empty_text_notice("a request")
 else:
     try:
-        raw_out = generation(key, instruction, False)
-        chat_out = generation(key, instruction, True)
-    except ValueError as err:
-        st.warning(str(err), icon=":material/warning:")
+        raw_out = caches.generation(key, instruction, False)
+        chat_out = caches.generation(key, instruction, True)
+    except InputError as err:
+        show_error(err)
     else:
         g1, g2 = st.columns(2)
         with g1:
@@ -225,9 +216,9 @@ if not (question.strip() and ans_a.strip() and ans_b.strip()):
     empty_text_notice("a prompt and two answers")
 else:
     try:
-        sa, sb = answer_score(key, question, ans_a), answer_score(key, question, ans_b)
-    except ValueError as err:
-        st.warning(str(err), icon=":material/warning:")
+        sa, sb = caches.answer_score(key, question, ans_a), caches.answer_score(key, question, ans_b)
+    except InputError as err:
+        show_error(err)
     else:
         show_chart(preference_figure(["Answer A", "Answer B"], [sa, sb]), key="ft_pref")
         diff = sa.total_logprob - sb.total_logprob

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components.charts import probability_bars
-from components.compute import next_token_probs
-from components.landscape import VIEWS, map_figure, modality_figure, modality_table, page_links, status_text
+from components import caches
+from components.display import csv_download, illustration_note, show_chart, show_error
+from components.figures.bars import probability_bars
+from components.figures.maps import VIEWS, map_figure, modality_figure, modality_table, status_text
+from components.frame import ensure_frame, page_links, page_titles
 from components.model import require_lm
-from components.nav import ensure_frame
-from components.ui import csv_download, illustration_note, show_chart
-from engine.landscape import HIERARCHY, MODALITIES, QUIZ, ancestors, children, level
-from engine.predict import top_candidates
+from components.state import clear_choices
+from engine.landscape import HIERARCHY, MODALITIES, QUIZ, TRANSFORMER_FAMILIES, ancestors, children, level
+from engine.lm import InputError
 
 QUIZ_PREFIX = "land_q_"
 
@@ -33,7 +34,7 @@ chosen = c2.selectbox("Explore a level", keys, index=keys.index("llm"), format_f
                       key="land_level", bind="query-params")
 map_col, info_col = st.columns([3, 2], gap="large")
 with map_col:
-    show_chart(map_figure(view, chosen), key="land_map")
+    show_chart(map_figure(view, chosen, page_titles()), key="land_map")
     st.caption(
         ":green-background[Green]: the app demonstrates it live. :gray-background[Grey]: described only. "
         "Click a box to zoom in (click the top box to zoom out); hover for the post's definition and examples."
@@ -51,7 +52,7 @@ with info_col:
     if inner:
         st.markdown("**Contains:** " + ", ".join(c.name for c in inner))
     if lv.pages:
-        st.success(status_text(lv.pages), icon=":material/play_circle:")
+        st.success(status_text(lv.pages, page_titles()), icon=":material/play_circle:")
         page_links(lv.pages, exclude="genai_landscape")
         if "genai_landscape" in lv.pages:
             st.caption("…and the live check further down this page.")
@@ -70,7 +71,7 @@ show = st.segmented_control("Show", ["All", "Live here", "Described only"], defa
                             bind="query-params")
 mod_chart, mod_table = st.columns([2, 3], gap="large")
 with mod_chart:
-    show_chart(modality_figure(), key="land_modalities")
+    show_chart(modality_figure(page_titles()), key="land_modalities")
     st.caption("Inner ring: what is generated. Outer ring: the model families. Hover for how each one generates; "
                "click a domain to zoom in.")
 with mod_table:
@@ -83,11 +84,15 @@ illustration_note("The modality table is reference text from the post (families 
 st.header("What this app shows live, and what it only describes")
 live = [m for m in MODALITIES if m.live_here]
 described = [m for m in MODALITIES if not m.live_here]
+llm_live = [m for m in live if "LLM" in m.family]
+kinds = [w if w[0].isdigit() else w.lower() for w in (m.domain.split(" ")[0] for m in described)]  # audio, …, 3D
 st.markdown(
-    f"Everything live in this app is the **LLM branch**: {lm.info.name}, a {lm.info.parameters / 1e6:.0f}M-parameter "
-    f"Transformer, running on this computer. It generates **{' and '.join(m.domain.lower() for m in live)}**. "
-    f"**{', '.join(m.domain for m in described)}** generation are described on this page only: no image, audio, "
-    "video or 3D model runs here."
+    f"The **LLM branch** runs live in this app: {lm.info.name}, a {lm.info.parameters / 1e6:.0f}M-parameter "
+    f"Transformer, running on this computer. It generates **{' and '.join(m.domain.lower() for m in llm_live)}**. "
+    + "".join(f"**{m.domain}** run live too: a small diffusion model, trained on this CPU, draws 8×8 digits. "
+              for m in live if m not in llm_live)
+    + f"**{', '.join(m.domain for m in described)}** generation are described on this page only: no "
+    + (", ".join(kinds[:-1]) + " or " + kinds[-1] if len(kinds) > 1 else "".join(kinds)) + " model runs here."
 )
 st.subheader("The LLM branch, checked live")
 st.markdown("The same next-token classifier handles prose and code. Here is what the model predicts next for each:")
@@ -98,17 +103,16 @@ for col, (domain, example) in zip(live_cols, EXAMPLES):
         st.markdown(f"**{domain}**")
         st.code(example, language="python" if domain == "Code" else None)
         try:
-            probs = next_token_probs(example)
-        except ValueError as err:
-            st.warning(str(err), icon=":material/warning:")
+            top = caches.text_distribution(lm.key, example).view(lm, 5)
+        except InputError as err:
+            show_error(err)
             continue
-        top = top_candidates(lm, probs, 5)
         show_chart(
             probability_bars([c.text for c in top.candidates], [c.prob for c in top.candidates], top.other_mass),
             key=f"land_live_{domain.lower()}",
             height=260,
         )
-st.markdown("**Where each part of the LLM branch is demonstrated:**")
+st.markdown("**Where each live part is demonstrated:**")
 link_cols = st.columns(2)
 with link_cols[0]:
     for m in live:
@@ -121,14 +125,22 @@ with link_cols[1]:
     if not shown:
         st.caption("Those pages are not available in this build.")
 
+# ------------------------------------------------------------------------------------------------ families
+st.header("Inside the LLM branch: three Transformer families")
+st.markdown(
+    "The post names GPT-2, BERT and T5: the same attention wired three ways. Each family runs live in this app as a "
+    "small model of its kind (the *live here* column names it); GPT-2, BERT and T5 themselves are not installed."
+)
+st.dataframe(
+    [{"family": f.name, "in the post": f.examples, "good at": f.good_at, "live here": f.live_model,
+      "pages": ", ".join(page_titles().get(p, p) for p in f.pages)} for f in TRANSFORMER_FAMILIES],
+    hide_index=True, key="land_families",
+)
+page_links(("encoders",))
+
 # ------------------------------------------------------------------------------------------------ quiz
 st.header("Check yourself")
 st.markdown("Pick an answer: you get feedback at once.")
-
-
-def _reset_quiz() -> None:
-    for q in QUIZ:
-        st.session_state[QUIZ_PREFIX + q.key] = None
 
 
 vocab = f"{lm.vocab_size:,}"
@@ -152,5 +164,5 @@ if answered:
         score_col.markdown("All correct: you have the map.")
 else:
     score_col.caption(f"{len(QUIZ)} questions. Your answers stay in this browser tab only.")
-reset_col.button("Start again", on_click=_reset_quiz, icon=":material/restart_alt:", disabled=not answered,
+reset_col.button("Start again", on_click=clear_choices, args=(tuple(QUIZ_PREFIX + q.key for q in QUIZ),), icon=":material/restart_alt:", disabled=not answered,
                  key="land_quiz_reset")

@@ -2,12 +2,14 @@
 
 import streamlit as st
 
-from components.charts import probability_bars
-from components.compute import next_token_distribution
-from components.landscape import hierarchy_figure
+from components import caches
+from components.display import empty_text_notice, illustration_note, show_chart, show_error
+from components.figures.bars import probability_bars
+from components.figures.maps import hierarchy_figure
+from components.frame import PAGES, available_pages, ensure_frame
+from components.inputs import prompt_input
 from components.model import require_lm
-from components.nav import PAGES, available_pages, ensure_frame
-from components.ui import empty_text_notice, illustration_note, prompt_input, show_chart
+from engine.lm import InputError
 
 ensure_frame()
 st.title("LLM Explainer")
@@ -29,9 +31,9 @@ if not text.strip():
     empty_text_notice()
 else:
     try:
-        dist = next_token_distribution(text)
-    except ValueError as err:
-        st.warning(str(err), icon=":material/warning:")
+        dist = caches.text_distribution(lm.key, text)
+    except InputError as err:
+        show_error(err)
     else:
         view = dist.view(lm, 10)
         show_chart(

@@ -7,21 +7,24 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components import ml_views as mv
-from components.charts import probability_bars, token_label
-from components.model import require_lm, selected_key
-from components.nav import available_pages, ensure_frame
-from components.ui import (
+from components import caches
+from components.display import (
     cached_chart,
-    clean_text,
     csv_download,
     empty_text_notice,
-    esc,
     illustration_note,
-    prompt_input,
     show_chart,
+    show_error,
 )
+from components.figures.bars import class_bars, probability_bars
+from components.figures.lines import cumulative_logprob_figure, regression_figure
+from components.figures.scatter import CLASS_COLOURS, classifier_figure, mixture_figure
+from components.frame import available_pages, ensure_frame
+from components.inputs import clean_text, prompt_input
+from components.model import require_lm
 from engine import ml_basics as mb
+from engine.lm import InputError
+from engine.text import html_escape, token_label
 
 SENTENCE_LIMIT = 500
 REVIEW_LIMIT = 1500
@@ -45,8 +48,8 @@ with reg_col:
     noise = a1.slider("Noise in the data", 0.0, 1.0, 0.3, 0.05, key="ml_noise", bind="query-params")
     degree = a2.slider("Polynomial degree (capacity)", 1, 12, 3, key="ml_degree", bind="query-params",
                        help="Higher degree = more parameters. Watch the training error fall and the new-data error rise.")
-    x, y, fit, test_mse = mv.regression(30, float(noise), int(degree), 0)
-    cached_chart(("ml_reg", float(noise), int(degree)), lambda: mv.regression_figure(x, y, fit), key="ml_reg_chart",
+    x, y, fit, test_mse = caches.regression(30, float(noise), int(degree), 0)
+    cached_chart(("ml_reg", float(noise), int(degree)), lambda: regression_figure(x, y, fit), key="ml_reg_chart",
                  height=360)
     m1, m2 = st.columns(2)
     m1.metric("Error on training points (MSE)", f"{fit.mse:.3f}")
@@ -58,11 +61,11 @@ with reg_col:
 with cls_col:
     st.subheader("Classification: predict a label")
     spread = st.slider("Overlap between classes (spread)", 0.4, 2.5, 0.9, 0.1, key="ml_spread", bind="query-params")
-    X, labels, clf = mv.classification(float(spread), 0)
+    X, labels, clf = caches.classification(float(spread), 0)
     b1, b2 = st.columns(2)
     px = b1.slider("Your point: feature 1", -5.0, 5.0, 0.5, 0.1, key="ml_x1", bind="query-params")
     py = b2.slider("Your point: feature 2", -4.0, 5.0, 0.5, 0.1, key="ml_x2", bind="query-params")
-    cached_chart(("ml_cls", float(spread), px, py), lambda: mv.classifier_figure(X, labels, clf, (px, py)),
+    cached_chart(("ml_cls", float(spread), px, py), lambda: classifier_figure(X, labels, clf, (px, py)),
                  key="ml_cls_chart", height=360)
     st.caption(
         f"Softmax regression, p(class | x) = softmax(W x + b), trained by gradient descent on cross-entropy: "
@@ -86,8 +89,8 @@ with left:
     order = np.argsort(-point_probs)
     cached_chart(
         ("ml_cls_bars", float(spread), px, py),
-        lambda: mv.class_bars([mb.CLASS_NAMES[i] for i in order], [point_probs[i] for i in order],
-                              [mv.CLASS_COLOURS[i] for i in order]),
+        lambda: class_bars([mb.CLASS_NAMES[i] for i in order], [point_probs[i] for i in order],
+                              [CLASS_COLOURS[i] for i in order]),
         key="ml_cls_bars",
     )
     st.caption(f"W is {clf.W.shape[0]} × {clf.W.shape[1]}: one row of weights per class, 2 features in.")
@@ -99,15 +102,15 @@ with right:
         empty_text_notice()
     else:
         try:
-            head = mv.head_summary(text)
-        except ValueError as err:
-            st.warning(str(err), icon=":material/warning:")
+            head = caches.head_summary(lm.key, text)
+        except InputError as err:
+            show_error(err)
     if head is not None:
         k = st.slider("Tokens to show", 3, 20, 8, key="ml_topk", bind="query-params",
                       help="Only changes the chart: the model is not run again.")
         view = head.dist.view(lm, int(k))
         cached_chart(
-            ("ml_llm_bars", selected_key(), text, int(k)),
+            ("ml_llm_bars", lm.key, text, int(k)),
             lambda: probability_bars([c.text for c in view.candidates], [c.prob for c in view.candidates],
                                      view.other_mass),
             key="ml_llm_bars",
@@ -148,9 +151,9 @@ with px_col:
         empty_text_notice("two sentences")
     else:
         try:
-            cmp = mv.sentence_comparison(sent_a, sent_b)
-        except ValueError as err:
-            st.warning(str(err), icon=":material/warning:")
+            cmp = caches.sentence_comparison(lm.key, sent_a, sent_b)
+        except InputError as err:
+            show_error(err)
     if cmp is not None:
         c1, c2 = st.columns(2)
         c1.metric("log p(A)", f"{cmp.score_a.total_logprob:.2f}", help="Natural log; closer to 0 = more likely.")
@@ -162,7 +165,7 @@ with px_col:
             times_txt = f"{times:,.0f}" if times < 1e15 else f"e^{abs(cmp.log_ratio):.0f}"
             st.markdown(f"The model finds **sentence {cmp.winner.upper()}** about **{times_txt} times** more likely "
                         f"(a gap of {abs(cmp.log_ratio):.2f} nats).")
-        cached_chart(("ml_px", selected_key(), sent_a, sent_b), lambda: mv.cumulative_logprob_figure(cmp),
+        cached_chart(("ml_px", lm.key, sent_a, sent_b), lambda: cumulative_logprob_figure(cmp),
                      key="ml_px_chart", height=320)
         st.caption(
             "Each step adds log p(token | the tokens before it); the last point is log p(sentence). Longer texts "
@@ -196,17 +199,17 @@ with pyx_col:
         empty_text_notice("a review")
     else:
         try:
-            res = mv.prompt_classification(review, few_shot)
-        except ValueError as err:
-            st.warning(str(err), icon=":material/warning:")
+            res = caches.prompt_classification(lm.key, review, few_shot)
+        except InputError as err:
+            show_error(err)
     if res is not None:
         show_chart(
-            mv.class_bars(list(res.labels), list(res.probs), [mv.CLASS_COLOURS[1], mv.CLASS_COLOURS[0]],
+            class_bars(list(res.labels), list(res.probs), [CLASS_COLOURS[1], CLASS_COLOURS[0]],
                           title="p(label | review), over the two labels"),
             key="ml_pyx_chart",
         )
         st.markdown(
-            f"Predicted: **{esc(res.predicted)}**. The model scored the next word after `Sentiment:` for each label "
+            f"Predicted: **{html_escape(res.predicted)}**. The model scored the next word after `Sentiment:` for each label "
             f"and we renormalised over the two. Before renormalising the labels hold **{res.label_mass:.1%}** of its "
             "next-token probability"
             + (": the examples taught it the format." if few_shot
@@ -228,18 +231,18 @@ g1, g2, g3 = st.columns(3)
 components = g1.slider("Gaussians in the mixture", 1, 6, 3, key="ml_components", bind="query-params")
 n_samples = g2.slider("New points to sample", 20, 500, 150, 10, key="ml_samples", bind="query-params")
 seed = g3.number_input("Sampling seed", 0, 9999, 0, key="ml_seed", bind="query-params")
-mix, samples = mv.mixture(float(spread), 0, int(components), int(n_samples), int(seed))
+mix, samples = caches.mixture(float(spread), 0, int(components), int(n_samples), int(seed))
 X_mix = X  # the same points the classifier was trained on
 gen_left, gen_right = st.columns(2, gap="large")
 with gen_left:
     st.subheader("Discriminative: p(y | x)")
-    cached_chart(("ml_cls", float(spread), px, py), lambda: mv.classifier_figure(X, labels, clf, (px, py)),
+    cached_chart(("ml_cls", float(spread), px, py), lambda: classifier_figure(X, labels, clf, (px, py)),
                  key="ml_gen_cls", height=380)
     st.caption("Boundaries between labels. Nothing here says how likely a point is, so nothing can be sampled.")
 with gen_right:
     st.subheader("Generative: p(x), and new samples")
     cached_chart(("ml_mix", float(spread), int(components), int(n_samples), int(seed)),
-                 lambda: mv.mixture_figure(X_mix, mix, samples), key="ml_gen_mix", height=380)
+                 lambda: mixture_figure(X_mix, mix, samples), key="ml_gen_mix", height=380)
     st.caption("Shading: the fitted density p(x). Orange crosses: brand-new points drawn from it.")
 mean_s, cov_s = samples.mean(axis=0), np.cov(samples.T)
 stats = pd.DataFrame(

@@ -3,23 +3,16 @@
 import pandas as pd
 import streamlit as st
 
-from components.model import require_lm, selected_key
-from components.nav import ensure_frame
-from components.training_views import (
-    STEP_LRS,
-    baseline_figure,
-    baseline_scores,
-    before_after_tokens_figure,
-    one_step,
-    step_sweep_figure,
-    surprise_html,
-    surprise_legend_html,
-    text_score,
-    token_loss_figure,
-)
-from components.ui import csv_download, empty_text_notice, prompt_input, show_chart
-from engine.lm import MAX_INPUT_TOKENS
-from engine.training import MAX_TRAIN_TOKENS
+from components import caches
+from components.display import csv_download, empty_text_notice, show_chart, show_error
+from components.figures.bars import baseline_figure, before_after_tokens_figure, token_loss_figure
+from components.figures.html import surprise_html, surprise_legend_html
+from components.figures.lines import step_sweep_figure
+from components.frame import ensure_frame
+from components.inputs import prompt_input
+from components.model import require_lm
+from engine.lm import MAX_INPUT_TOKENS, InputError
+from engine.training import MAX_TRAIN_TOKENS, STEP_LRS
 
 DEFAULT_TEXT = (
     "Large language models are trained to predict the next word. After reading huge amounts of text from books "
@@ -38,7 +31,7 @@ st.markdown(
 )
 
 lm = require_lm()
-key = selected_key()
+key = lm.key
 
 # ------------------------------------------------------------------------------------------------ surprise view
 st.subheader("1. How surprised is the model by your text?")
@@ -51,9 +44,9 @@ if not text.strip():
     empty_text_notice("some text")
 else:
     try:
-        score = text_score(key, text)
-    except ValueError as err:
-        st.warning(str(err), icon=":material/warning:")
+        score = caches.text_score(key, text)
+    except InputError as err:
+        show_error(err)
 
 if score is not None:
     c1, c2, c3 = st.columns(3)
@@ -96,7 +89,7 @@ if score is not None:
     )
     seed = st.number_input("Shuffle seed", min_value=0, max_value=9999, value=0, step=1, key="pt_seed",
                            bind="query-params", help="Change it for another random order and other random tokens.")
-    variants = baseline_scores(key, text, int(seed))
+    variants = caches.baseline_scores(key, text, int(seed))
     show_chart(baseline_figure(list(variants), [s for _t, s in variants.values()], lm.vocab_size), key="pt_baselines")
     cols = st.columns(3)
     for col, (name, (_shown, sc)) in zip(cols, variants.items()):
@@ -134,9 +127,9 @@ if not step_text.strip():
     empty_text_notice("a sentence")
 else:
     try:
-        gs = one_step(key, step_text)
-    except ValueError as err:
-        st.warning(str(err), icon=":material/warning:")
+        gs = caches.one_step(key, step_text)
+    except InputError as err:
+        show_error(err)
     else:
         lr = st.select_slider("Learning rate", options=list(STEP_LRS), value=0.1, key="pt_lr", bind="query-params",
                               help="Moving this only reads the pre-computed results: the model does not run again.")

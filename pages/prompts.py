@@ -3,15 +3,21 @@
 import pandas as pd
 import streamlit as st
 
-from components import prompt_views as pv
-from components.charts import probability_bars
-from components.compute import next_token_probs
-from components.model import require_lm, selected_key
-from components.nav import ensure_frame
-from components.tokens import token_chips
-from components.ui import clean_text, csv_download, esc, fast_generation_toggle, show_chart
-from engine.predict import top_candidates
-from engine.prompting import few_shot_prompt, first_line, trim_history
+from components import caches
+from components.display import csv_download, show_chart, show_error, token_chips
+from components.figures.bars import label_figure, probability_bars
+from components.frame import ensure_frame
+from components.inputs import clean_text, cleaned, fast_generation_toggle
+from components.model import require_lm
+from engine.prompting import (
+    MAX_CHAT_TOKENS,
+    MAX_CHAT_TURNS,
+    SENTIMENT_EXAMPLES,
+    SENTIMENT_LABELS,
+    few_shot_prompt,
+    trim_history,
+)
+from engine.text import first_line, html_escape
 
 SYSTEM_PRESETS = {
     "A pirate": "You are a pirate. Always answer like a pirate.",
@@ -29,18 +35,6 @@ HISTORY_KEY = "pr_chat_history"
 REPLY_TOKENS = 24  # cap on the compared replies (each token is one forward pass)
 
 
-def cleaned(raw: str | None, limit: int = 2000) -> str:
-    """User text with control characters removed, cut to ``limit`` characters; notices shown under the box."""
-    text, notes = clean_text(raw, limit=limit)
-    for note in notes:
-        st.caption(f":material/info: {note}")
-    return text
-
-
-def show_value_error(err: ValueError) -> None:
-    st.warning(str(err), icon=":material/warning:")
-
-
 ensure_frame()
 st.title("Prompts & chat")
 st.markdown(
@@ -49,7 +43,7 @@ st.markdown(
 )
 
 lm = require_lm()
-key = selected_key()
+key = lm.key
 
 # --------------------------------------------------------------------------------------------- chat template
 st.subheader("A chat is one long string")
@@ -61,13 +55,13 @@ st.markdown(
 use_system = st.checkbox("Include a system message", value=True, key="pr_use_system", bind="query-params")
 system = cleaned(
     st.text_area("System message", value="You are a helpful assistant.", key="pr_system", height=68,
-                 bind="query-params", disabled=not use_system)
+                 bind="query-params", disabled=not use_system), limit=2000
 )
 user = cleaned(st.text_area("User message", value="What is the capital of France?", key="pr_user", height=68,
-                            bind="query-params"))
+                            bind="query-params"), limit=2000)
 assistant = cleaned(
     st.text_area("Assistant reply (optional: an earlier answer in the conversation)", value="", key="pr_assistant",
-                 height=68, bind="query-params")
+                 height=68, bind="query-params"), limit=2000
 )
 add_gen = st.checkbox(
     "End with the start of an assistant turn (the generation prompt)", value=True, key="pr_addgen",
@@ -83,16 +77,16 @@ if not messages:
             icon=":material/edit:")
 else:
     try:
-        rendered = pv.render(key, messages, add_gen)
+        rendered = caches.render_chat(key, messages, add_gen)
     except ValueError as err:
-        show_value_error(err)
+        show_error(err)
     else:
         n_special = sum(rendered.special)
         c1, c2 = st.columns(2)
         c1.metric("Tokens the model reads", f"{rendered.n_tokens:,}")
         c2.metric("Special tokens among them", n_special)
         st.code(rendered.text, language=None, wrap_lines=True)
-        pieces = pv.token_pieces(key, tuple(rendered.ids))
+        pieces = caches.token_pieces(key, tuple(rendered.ids))
         token_chips(
             pieces, rendered.ids, show_whitespace=True,
             titles=["special token" if s else "text token" for s in rendered.special],
@@ -133,19 +127,19 @@ if not review.strip():
 else:
     prompts = {
         "zero-shot": few_shot_prompt((), review),
-        f"few-shot ({len(pv.SENTIMENT_EXAMPLES)} examples)": few_shot_prompt(pv.SENTIMENT_EXAMPLES, review),
+        f"few-shot ({len(SENTIMENT_EXAMPLES)} examples)": few_shot_prompt(SENTIMENT_EXAMPLES, review),
     }
-    scores = {name: pv.label_scores(key, p, pv.SENTIMENT_LABELS) for name, p in prompts.items()}
-    show_chart(pv.label_figure(scores), key="pr_labels")
+    scores = {name: caches.label_scores(key, p, SENTIMENT_LABELS) for name, p in prompts.items()}
+    show_chart(label_figure(scores), key="pr_labels")
     cols = st.columns(len(prompts))
     for col, (name, prompt) in zip(cols, prompts.items()):
         with col:
             st.markdown(f"**{name}**")
             st.code(prompt, language=None, wrap_lines=True)
-            answer = first_line(pv.greedy(key, prompt, 4))
+            answer = first_line(caches.greedy(key, prompt, 4))
             best = max(scores[name], key=lambda s: s.prob)
             st.markdown(
-                f"Generated answer (greedy): **{esc(answer) or '(nothing)'}**  \n"
+                f"Generated answer (greedy): **{html_escape(answer) or '(nothing)'}**  \n"
                 f"Most likely label: `{best.label.strip()}` ({best.prob:.1%}); the four labels together hold "
                 f"{sum(s.prob for s in scores[name]):.1%} of the probability."
             )
@@ -185,14 +179,14 @@ else:
     for i, (col, (name, msgs)) in enumerate(zip(cols, variants.items())):
         with col:
             st.markdown(f"**{name}**")
-            text = pv.render(key, msgs).text
+            text = caches.render_chat(key, msgs).text
             try:
-                reply = pv.greedy(key, text, REPLY_TOKENS)
-                view = top_candidates(lm, next_token_probs(text), 8)
+                reply = caches.greedy(key, text, REPLY_TOKENS)
+                view = caches.text_distribution(key, text).view(lm, 8)
             except ValueError as err:
-                show_value_error(err)
+                show_error(err)
                 continue
-            st.markdown(f"> {esc(reply.strip()) or '(empty reply)'}")
+            st.markdown(f"> {html_escape(reply.strip()) or '(empty reply)'}")
             show_chart(
                 probability_bars([c.text for c in view.candidates], [c.prob for c in view.candidates],
                                  view.other_mass, title="first token of the reply"),
@@ -213,8 +207,8 @@ custom = cleaned(st.text_input("Add your own wording", value="", key="pr_wording
 wordings = list(WORDINGS) + ([custom] if custom.strip() else [])
 rows = []
 for wording in wordings:
-    canberra, sydney = pv.label_scores(key, wording, (" Canberra", " Sydney"))
-    top = top_candidates(lm, next_token_probs(wording), 1).candidates[0]
+    canberra, sydney = caches.label_scores(key, wording, (" Canberra", " Sydney"))
+    top = caches.text_distribution(key, wording).view(lm, 1).candidates[0]
     rows.append({"prompt": wording.replace("\n", " ↵ "), "p(' Canberra')": canberra.prob,
                  "p(' Sydney')": sydney.prob, "most likely next token": f"'{top.text}' ({top.prob:.1%})"})
 table = pd.DataFrame(rows)
@@ -249,7 +243,7 @@ with box:
         with st.chat_message(m["role"]):
             st.text(m["content"])
     new_area = st.container()  # the exchange being generated appears above the input box, after the history
-    full = turns >= pv.MAX_CHAT_TURNS
+    full = turns >= MAX_CHAT_TURNS
     prompt = st.chat_input(
         "Conversation full: reset to start again" if full else "Your message", key="pr_chat_input", max_chars=1000,
         disabled=full,
@@ -265,10 +259,10 @@ with box:
                 {"role": "user", "content": msg}
             ]
             try:
-                kept, dropped = trim_history(lm, convo, pv.MAX_CHAT_TOKENS)
+                kept, dropped = trim_history(lm, convo, MAX_CHAT_TOKENS)
             except ValueError as err:
                 with new_area:
-                    show_value_error(err)
+                    show_error(err)
             else:
                 if dropped:
                     new_area.caption(f":material/info: {dropped} oldest message(s) no longer fit and were left out.")
@@ -282,8 +276,8 @@ with box:
                 history.append({"role": "assistant", "content": reply.strip() or "(empty reply)"})
                 turns += 1
 st.caption(
-    f"{turns} of {pv.MAX_CHAT_TURNS} turns used. Replies stop at {max_new} tokens or at `<|im_end|>`; the "
-    f"conversation is cut to its latest {pv.MAX_CHAT_TOKENS} tokens (oldest turns first). "
+    f"{turns} of {MAX_CHAT_TURNS} turns used. Replies stop at {max_new} tokens or at `<|im_end|>`; the "
+    f"conversation is cut to its latest {MAX_CHAT_TOKENS} tokens (oldest turns first). "
     + ("Replies use the fast 4-bit mode: close to the exact model, not equal." if fast
        else "Replies use the exact float32 model.")
 )
@@ -296,6 +290,6 @@ with st.expander("The exact text the model reads for this conversation", icon=":
     if not convo:
         st.caption("Nothing yet: the conversation is empty.")
     else:
-        view = pv.render(key, tuple((m["role"], m["content"]) for m in convo), True)
+        view = caches.render_chat(key, tuple((m["role"], m["content"]) for m in convo), True)
         st.caption(f"{view.n_tokens:,} tokens.")
         st.code(view.text, language=None, wrap_lines=True)

@@ -6,11 +6,16 @@ The text tokenized is the prompt shared by every page (URL key ``prompt``).
 import pandas as pd
 import streamlit as st
 
-from components import token_views as tv
-from components.model import require_lm, selected_key
-from components.nav import ensure_frame
-from components.ui import PROMPT_KEY, cached_chart, clean_text, csv_download, prompt_input
+from components import caches
+from components.display import cached_chart, csv_download, tokenizer_chips
+from components.figures.bars import byte_length_figure, comparison_figure
+from components.figures.tables import tokens_table
+from components.frame import ensure_frame, pending_shared_prompt
+from components.inputs import cleaned, live_prompt_input, prompt_input
+from components.model import require_lm
+from components.state import switch_box, use_example
 from engine import tokens as tok
+from engine.text import visible_whitespace
 
 MULTI_KEY, EXAMPLE_KEY = "tok_multi", "tok_example"
 EXAMPLES = {e.name: e for e in tok.EXAMPLES}
@@ -25,31 +30,14 @@ st.markdown(
 )
 
 lm = require_lm()
-key = selected_key()
+key = lm.key
 
 
 # ------------------------------------------------------------------------------------------------ input
 # The box holds the prompt shared by every page (URL key ``prompt``): what you type here is what Next-token,
 # Attention and the other pages read, and a prompt typed there is tokenized here.
-def _use_example() -> None:
-    name = st.session_state.get(EXAMPLE_KEY)
-    if name in EXAMPLES:
-        text = EXAMPLES[name].text
-        if "\n" in text:
-            st.session_state[MULTI_KEY] = True
-        tv.set_shared_prompt(text)
-    st.session_state[EXAMPLE_KEY] = None  # a pill is an action, not a state: un-highlight it
-
-
-def _switch_mode() -> None:
-    text = str(st.session_state.get(PROMPT_KEY, ""))
-    if not st.session_state.get(MULTI_KEY):
-        text = " ".join(text.splitlines())  # a one-line box cannot hold line breaks
-    tv.set_shared_prompt(text)
-
-
 # A prompt with line breaks (carried from another page or a link) needs the multi-line box.
-if "\n" in tv.pending_shared_prompt():
+if "\n" in pending_shared_prompt():
     st.session_state[MULTI_KEY] = True
 
 st.subheader("Type and watch the tokens")
@@ -61,7 +49,7 @@ st.pills(
     "Ready-made examples",
     list(EXAMPLES),
     key=EXAMPLE_KEY,
-    on_change=_use_example,
+    on_change=use_example, args=({n: e.text for n, e in EXAMPLES.items()}, EXAMPLE_KEY, MULTI_KEY),
     help="Each example teaches something: compare how many tokens the same amount of text needs.",
 )
 box = st.container()
@@ -70,7 +58,7 @@ with t1:
     multi = st.toggle(
         "Multi-line box",
         key=MULTI_KEY,
-        on_change=_switch_mode,
+        on_change=switch_box, args=(MULTI_KEY,),
         bind="query-params",
         help="The one-line box updates as you type. The multi-line box accepts new lines and updates when you press "
         "Ctrl+Enter or click outside it.",
@@ -86,19 +74,19 @@ with box:
     if multi:
         text = prompt_input("Text (Ctrl+Enter to update)", height=130)
     else:
-        text = tv.live_prompt_input("Text (updates as you type)")
+        text = live_prompt_input("Text (updates as you type)")
 
 if not text:
     st.info("Type some text above, or pick an example, to see its tokens.", icon=":material/edit:")
 else:
-    result = tv.tokenize(key, text)
+    result = caches.tokenize(key, text)
     stats = result.stats
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Characters", f"{stats.characters:,}", help=f"{stats.utf8_bytes:,} bytes of UTF-8")
     c2.metric("Words", f"{stats.words:,}", help="Runs of characters between spaces.")
     c3.metric("Tokens", f"{stats.tokens:,}")
     c4.metric("Characters per token", f"{stats.chars_per_token:.2f}")
-    tv.show_chips(result.pieces, show_markers)
+    tokenizer_chips(result.pieces, show_markers)
     partial = sum(p.partial for p in result.pieces)
     special = sum(p.special for p in result.pieces)
     legend = [
@@ -129,21 +117,21 @@ else:
     digits, digit_tokens = tok.digit_runs(result)
     if digits >= 4:
         note = f":material/pin: {digits} digits in this text take {digit_tokens} tokens"
-        if tv.vocabulary_summary(key).multi_digit == 0:
+        if caches.vocabulary_summary(key).multi_digit == 0:
             note += ": this vocabulary has no multi-digit entries, so the model sees numbers one digit at a time"
         st.caption(note + ".")
     with st.expander("Token table", icon=":material/table:"):
-        table = tv.tokens_table(result.pieces)
+        table = tokens_table(result.pieces)
         st.dataframe(table, hide_index=True, width="stretch")
         csv_download(table, "tokens.csv", key="tok_csv")
     st.caption(
         f"Round trip: decoding these {stats.tokens:,} ids gives back "
-        + ("exactly the text you typed." if lm.decode(result.ids) == text else "a different text (this is a bug).")
+        + ("exactly the text you typed." if tok.round_trip(lm, text) else "a different text (this is a bug).")
     )
 
 # ------------------------------------------------------------------------------------------------ cost
 st.subheader("Same meaning, different cost")
-rows = tv.compare_texts(key, tok.PARALLEL)
+rows = caches.compare_texts(key, tok.PARALLEL)
 english = rows[0]
 worst = max(rows, key=lambda r: r.relative_tokens)
 st.markdown(
@@ -154,7 +142,7 @@ st.markdown(
     f"{lm.info.context_length:,}-token window holds {english.fits_in_context:,} copies of the English sentence but "
     f"only {worst.fits_in_context:,} of the {worst.name} one."
 )
-cached_chart(("tok_languages", key), lambda: tv.comparison_figure(rows), key="tok_languages")
+cached_chart(("tok_languages", key), lambda: comparison_figure(rows), key="tok_languages")
 table = pd.DataFrame(
     {
         "language": [r.name for r in rows],
@@ -175,7 +163,7 @@ st.caption(
 
 # ------------------------------------------------------------------------------------------------ vocabulary
 st.subheader("The vocabulary")
-summary = tv.vocabulary_summary(key)
+summary = caches.vocabulary_summary(key)
 v1, v2, v3, v4 = st.columns(4)
 v1.metric("Vocabulary size", f"{summary.size:,}", help="Rows of the embedding table and classes of the output layer.")
 v2.metric("Control tokens", f"{len(summary.specials)}")
@@ -220,8 +208,8 @@ with look_id:
         + f"  \nStored as `{info.raw}` · bytes `{info.hex_bytes}`"
     )
 with look_text:
-    query = st.text_input("…or find the id of a text", value="Paris", key="tok_find", max_chars=60, bind="query-params")
-    query, _ = clean_text(query, limit=60)
+    query = cleaned(st.text_input("…or find the id of a text", value="Paris", key="tok_find", max_chars=60,
+                                  bind="query-params"), limit=60, quiet=True)
     if not query:
         st.caption("Type a word, e.g. Paris, to find its id.")
     else:
@@ -241,11 +229,11 @@ st.markdown(
     f"**How long are the vocabulary's pieces?** Half of the entries are {lo} to {hi} bytes long: word pieces and "
     "short words, not whole sentences."
 )
-cached_chart(("tok_lengths", key), lambda: tv.byte_length_figure(summary.byte_length_counts), key="tok_lengths")
+cached_chart(("tok_lengths", key), lambda: byte_length_figure(summary.byte_length_counts), key="tok_lengths")
 longest = pd.DataFrame(
     {
         "id": [i for i, _ in summary.longest],
-        "entry (· = space, ↵ = new line)": [t.translate(tv.MARKERS) for _, t in summary.longest],
+        "entry (· = space, ↵ = new line)": [visible_whitespace(t, spaces=True) for _, t in summary.longest],
         "bytes": [len(t.encode("utf-8")) for _, t in summary.longest],
     }
 )

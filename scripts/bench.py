@@ -39,6 +39,7 @@ RERUN_ACTIONS: dict[str, tuple[str, str, list]] = {
     "prompts": ("selectbox", "pr_preset", None),
     "evaluation": ("text_area", "ev_cand", ["The cat sleeps on the sofa.", "A cat is sleeping on the couch."]),
     "genai_landscape": ("segmented_control", "land_show", ["Live here", "Described only", "All"]),
+    "encoders": ("selectbox", "enc_vec", ["cls", "decoder", "mean"]),
 }
 
 
@@ -158,7 +159,7 @@ def measure_llama_cpp(lm) -> dict:
 
 def measure_reruns(reps: int) -> dict:
     """Server-side script time of a post-processing-only widget change on every page (AppTest)."""
-    from components.nav import available_pages
+    from components.frame import available_pages
     from tests.conftest import app_page
 
     per_page = {}
@@ -228,9 +229,9 @@ def measure_server(sessions: int) -> dict:
     """Against a real ``streamlit run``: ``sessions`` websocket sessions open the next-token page's default example
     at once (the classroom figure), then every page is visited and its main action used; the server's peak
     resident memory is read from the kernel (one shared model, as in production)."""
-    from components.nav import available_pages
-    from scripts.st_client import run_many_sync
+    from components.frame import available_pages
     from tests.browser.conftest import ARTIFACTS, start_server, stop_server
+    from tests.support.st_client import run_many_sync
 
     ARTIFACTS.mkdir(exist_ok=True)
     proc, base = start_server()
@@ -273,7 +274,7 @@ MAIN_ACTIONS = [
 def _use_main_actions(base: str) -> list[str]:
     """One session per action: open the page, set its widgets and press its main button (generation, fine-tuning);
     returns the exceptions and error boxes seen."""
-    from scripts.st_client import LiveSession, run_sync
+    from tests.support.st_client import LiveSession, run_sync
 
     async def run() -> list[str]:
         problems: list[str] = []
@@ -287,6 +288,59 @@ def _use_main_actions(base: str) -> list[str]:
         return problems
 
     return run_sync(run())
+
+
+def measure_diffusion() -> dict:
+    """The diffusion page's models trained from scratch here (budget: digits ≤ 60 s, 2-D ≤ 15 s on 2 idle cores),
+    their weights' size, and how a real-digit classifier reads 100 generated digits (10 per class, guidance 2)."""
+    from engine import diffusion as dm
+
+    digits = dm.train_digits()
+    toy = dm.train_toy("two moons")
+    clf, _ = dm.digit_classifier()
+    wanted = [d for d in range(10) for _ in range(10)]
+    t = time.perf_counter()
+    images = dm.sample(digits, list(range(100)), wanted, 2.0).final
+    sample_s = time.perf_counter() - t
+    return {
+        "diffusion_digits_train_s": digits.seconds,
+        "diffusion_2d_train_s": toy.seconds,
+        "diffusion_models_mb": (digits.parameter_bytes + toy.parameter_bytes) / 1e6,
+        "diffusion_sample_100_digits_s": sample_s,
+        "diffusion_recognised": dm.recognise(clf, images, wanted).rate,
+    }
+
+
+def measure_encoders() -> dict:
+    """The encoders page's two extra models, in a fresh process: resident memory they add once torch and
+    transformers are imported (budget ≤ 150 MB together: the encoder loaded and run, then the encoder-decoder
+    trained), the encoder's forward time on a 30-token sentence with attentions (budget ≤ 50 ms; also with one
+    thread, which is what a CPU shared with other busy processes gives), the training time of the encoder-decoder
+    and its held-out accuracy."""
+    code = (
+        "import gc, json, statistics, time, torch, transformers, transformers.modeling_utils\n"
+        "from transformers import BartForConditionalGeneration, BertModel\n"
+        "def rss():\n"
+        "    gc.collect()\n"
+        "    return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmRSS')) / 1024\n"
+        "from engine import encoder as enc, seq2seq as s2s\n"
+        "base = rss(); e = enc.load_encoder()\n"
+        "ids = torch.tensor([e.tokenize(' '.join(['word'] * 28))[0]]); assert ids.shape[1] == 30\n"
+        "mask = torch.ones_like(ids); times = []\n"
+        "for i in range(25):\n"
+        "    t = time.perf_counter(); e._forward(ids, mask, attentions=True); times.append((time.perf_counter() - t) * 1000)\n"
+        "after_encoder = rss(); threads = torch.get_num_threads(); torch.set_num_threads(1); one = []\n"
+        "for i in range(25):\n"
+        "    t = time.perf_counter(); e._forward(ids, mask, attentions=True); one.append((time.perf_counter() - t) * 1000)\n"
+        "torch.set_num_threads(threads)\n"
+        "m = s2s.train(); after_both = rss()\n"
+        "print(json.dumps({'encoder_forward_ms': statistics.median(times[5:]), 'encoder_forward_ms_min': min(times),\n"
+        "    'encoder_forward_ms_1_thread': statistics.median(one[5:]),\n"
+        "    'encoder_rss_mb': after_encoder - base, 'encoder_seq2seq_rss_mb': after_both - base,\n"
+        "    'seq2seq_train_s': m.train_seconds, 'seq2seq_held_out_accuracy': m.accuracy}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -311,6 +365,8 @@ def main() -> None:
     results.update(measure_reruns(5 if args.quick else 12))
     results.update(measure_prompt_change())
     results.update(measure_server(args.sessions))
+    results.update(measure_diffusion())
+    results.update(measure_encoders())
 
     print(f"{'metric':34} value")
     for key, value in results.items():

@@ -17,7 +17,7 @@ DST = ROOT / "docs" / "screenshots"
 
 
 def main() -> None:
-    from components.nav import available_pages
+    from components.frame import available_pages
 
     DST.mkdir(parents=True, exist_ok=True)
     names = [p.stem for p in available_pages()] + ["home-present", "attention-present", "attention-head-view"]

@@ -48,7 +48,7 @@ def haproxy_config(front_port: int, replicas: dict[str, int], stats_port: int | 
         stats_port: Optional port for HAProxy's own statistics page.
     """
     servers = "\n".join(
-        f"    server {name} 127.0.0.1:{port} cookie {name} check inter 1s fall 2 rise 2"
+        f"    server {name} 127.0.0.1:{port} cookie {name} check inter 2s fall 3 rise 2"
         for name, port in replicas.items()
     )
     stats = (
@@ -65,15 +65,20 @@ defaults
     timeout client 1h
     timeout server 1h
     timeout tunnel 1h
+    # A replica busy with a class's generations can answer its health check late: late is not dead.
+    timeout check 10s
 
 frontend students
     bind 127.0.0.1:{front_port}
+    log stdout format raw local0
+    option httplog
     default_backend llmx
 
 backend llmx
     balance roundrobin
     cookie {COOKIE} insert indirect nocache httponly
     option httpchk GET /_stcore/health
+    http-response set-header X-LLMX-Replica %s
 {servers}
 {stats}"""
 

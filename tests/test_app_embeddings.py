@@ -169,7 +169,7 @@ def prompt_heatmap(at) -> dict:
 
 def labels_of(lm, ids) -> list[str]:
     """The heatmap's axis labels for these tokens (quoted, repeats made unique with invisible characters)."""
-    from components.charts import token_label, unique_labels
+    from components.figures.base import token_label, unique_labels
 
     return unique_labels([token_label(t) for t in lm.token_texts(ids)])
 

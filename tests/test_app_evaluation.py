@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from components.eval_views import TASK_TEMPLATE
-from engine.evaluation import first_line, greedy_generate, sentence_bleu
+from engine.evaluation import TASK_TEMPLATE, greedy_generate, sentence_bleu
 from engine.scoring import score_text
+from engine.text import first_line
 from tests.conftest import app_page, assert_no_exception, chart_specs
 from tests.conftest import html_text as _html
 from tests.conftest import metric_value as _metric

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from components.model import load_model
-from components.training_views import FT_STATE
+from components.state import FT_STATE
 from engine.evaluation import greedy_generate
 from engine.training import FINE_TUNE_LOCK, weights_fingerprint
 from tests.conftest import app_page, assert_no_exception, chart_specs

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from components.landscape import DESCRIBED, LIVE, SELECTED
+from components.figures.maps import DESCRIBED, LIVE, SELECTED
 from engine.landscape import HIERARCHY, MODALITIES, QUIZ, ancestors, is_inside
 from tests.conftest import app_page, assert_no_exception
 
@@ -35,7 +35,7 @@ def test_map_data_is_consistent():
     assert all(lv.parent in keys or lv.parent == "" for lv in HIERARCHY)
     assert [lv.key for lv in ancestors("llm")] == ["llm", "genai", "dl", "ml", "ai"]
     assert is_inside("llm", "genai") and not is_inside("genai", "llm") and not is_inside("image", "llm")
-    assert {m.domain for m in MODALITIES if m.live_here} == {"Text", "Code"}
+    assert {m.domain for m in MODALITIES if m.live_here} == {"Text", "Code", "Images"}
     families = {f.name for m in MODALITIES for f in m.families}
     assert {"Transformer LLM", "Diffusion model", "GAN", "WaveNet-style audio", "NeRF"} <= families
     assert all(0 <= q.answer < len(q.options) for q in QUIZ)
@@ -48,7 +48,7 @@ def test_default_page_map_table_and_live_checks(page):
     assert icicle["type"] == "icicle"
     ids = icicle["ids"]
     colours = dict(zip(ids, icicle["marker"]["colors"]))
-    assert colours["llm"] == LIVE and colours["image"] == DESCRIBED and colours["ai"] == DESCRIBED
+    assert colours["llm"] == LIVE and colours["image"] == LIVE and colours["ai"] == DESCRIBED
     outline = dict(zip(ids, icicle["marker"]["line"]["color"]))
     assert outline["llm"] == SELECTED and outline["genai"] != SELECTED  # the chosen level is outlined
     values = dict(zip(ids, icicle["values"]))
@@ -59,10 +59,14 @@ def test_default_page_map_table_and_live_checks(page):
     # Modalities: the table has one row per model family and says plainly what runs here.
     df = table(at)
     assert len(df) == sum(len(m.families) for m in MODALITIES)
-    assert set(df.loc[df["In this app"] == "Live", "Domain"]) == {"Text", "Code"}
+    assert set(df.loc[df["In this app"] == "Live", "Domain"]) == {"Text", "Code", "Images"}
     gan = df[df["Model family"] == "GAN"].iloc[0]
     assert gan["Domain"] == "Images" and "Stable Diffusion" not in gan["Examples"]  # examples per family
-    assert "Images, Audio, Video, 3D / Design" in md and "no image, audio, video or 3D model runs here" in md
+    # The diffusion model runs here; a GAN does not, although both make images.
+    assert gan["In this app"] == "Described only"
+    assert df.loc[df["Model family"] == "Diffusion model", "In this app"].tolist() == ["Live"]
+    assert "Audio, Video, 3D / Design" in md and "no audio, video or 3D model runs here" in md
+    assert "**Images** run live too" in md
     assert specs["land_modalities"]["data"][0]["type"] == "sunburst"
     # Live checks from the real model: prose and code through the same next-token head.
     assert specs["land_live_text"]["data"][0]["y"][0] == "' Paris'"
@@ -80,11 +84,13 @@ def test_views_level_choice_and_table_filter(page):
     assert charts(at)["land_map"]["data"][0]["type"] == "treemap"
     at.selectbox(key="land_level").set_value("image").run()
     assert_no_exception(at)
-    assert any("Described only" in i.value for i in at.info)
+    assert any("Live here: Diffusion models" in s.value for s in at.success)  # the live diffusion page
     spec = charts(at)["land_map"]["data"][0]
     assert dict(zip(spec["ids"], spec["marker"]["line"]["color"]))["image"] == SELECTED
+    at.selectbox(key="land_level").set_value("audio").run()
+    assert any("Described only" in i.value for i in at.info)
     at.segmented_control(key="land_show").set_value("Live here").run()
-    assert set(table(at)["Domain"]) == {"Text", "Code"}
+    assert set(table(at)["Domain"]) == {"Text", "Code", "Images"}
     at.segmented_control(key="land_show").set_value("Described only").run()
     assert "Text" not in set(table(at)["Domain"])
 
@@ -117,7 +123,7 @@ def test_url_state_and_invalid_values():
     assert_no_exception(at)
     assert charts(at)["land_map"]["data"][0]["type"] == "sunburst"
     assert at.selectbox(key="land_level").value == "code"
-    assert set(table(at)["Domain"]) == {"Text", "Code"}
+    assert set(table(at)["Domain"]) == {"Text", "Code", "Images"}
     bad = app_page(STEM, query={"land_view": "<script>", "land_level": "../../etc", "land_show": "nope"})
     assert_no_exception(bad)
     assert bad.radio(key="land_view").value == "Icicle" and bad.selectbox(key="land_level").value == "llm"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 
-from components.ui import DEFAULT_PROMPT
+from components.frame import DEFAULT_PROMPT
 from engine import tokens as tok
 from tests.conftest import app_page, assert_no_exception, chart_specs
 

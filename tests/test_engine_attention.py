@@ -10,7 +10,7 @@ import re
 import pytest
 import torch
 
-from components.bertviz_offline import (
+from components.figures.bertviz import (
     MAX_CELLS,
     head_view_html,
     layers_within_budget,

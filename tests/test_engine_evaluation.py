@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from engine.evaluation import bleu_tokens, first_line, greedy_generate, sentence_bleu
+from engine.evaluation import bleu_tokens, greedy_generate, sentence_bleu
+from engine.text import first_line
 
 REF = "the cat is on the mat"
 

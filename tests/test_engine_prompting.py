@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from engine import prompting as P
+from engine.text import first_line
 
 SMOL_DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 
@@ -66,7 +67,7 @@ def test_few_shot_prompt_format():
     assert P.few_shot_prompt((), "Bad.") == "Review: Bad.\nSentiment:"
     two = P.few_shot_prompt((("Good.", "positive"),), "Bad.")
     assert two == "Review: Good.\nSentiment: positive\n\nReview: Bad.\nSentiment:"
-    assert P.first_line("\n negative\n\nReview:") == "negative"
+    assert first_line("\n negative\n\nReview:") == "negative"
 
 
 def test_trim_history_drops_oldest_turns_and_keeps_system(tiny_lm):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.nav import available_pages
+from components.frame import available_pages
 from tests.conftest import app_page, assert_no_exception
 
 #: Each page's main text input (its URL key).
@@ -26,10 +26,12 @@ MAIN_TEXT_KEY = {
     "prompts": "pr_user",
     "evaluation": "ev_a",
     "genai_landscape": "land_level",
+    "diffusion": "diff_points",
+    "encoders": "enc_text",
 }
 
 #: Further text boxes that get the same hostile text in the same link (the embeddings page also reads the shared prompt).
-MORE_TEXT_KEYS = {"embeddings": ("prompt",)}
+MORE_TEXT_KEYS = {"embeddings": ("prompt",), "encoders": ("enc_tok", "enc_sents", "enc_query")}
 
 BAD_TEXTS = {
     "empty": "",

@@ -7,7 +7,7 @@ from urllib.parse import quote
 import pytest
 from playwright.sync_api import expect
 
-from components.nav import available_pages
+from components.frame import available_pages
 from tests.browser.conftest import SCREENSHOTS, full_screenshot, new_page, start_server, stop_server, wait_for_app
 
 pytestmark = pytest.mark.browser

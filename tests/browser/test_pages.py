@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.nav import available_pages
+from components.frame import available_pages
 from tests.browser.conftest import SCREENSHOTS, full_screenshot, wait_for_app
 
 pytestmark = pytest.mark.browser

@@ -6,8 +6,8 @@ from urllib.parse import quote
 
 import pytest
 
-from scripts.st_client import run_many_sync
 from tests.browser.conftest import wait_for_app
+from tests.support.st_client import run_many_sync
 
 pytestmark = pytest.mark.browser
 

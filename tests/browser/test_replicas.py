@@ -106,15 +106,21 @@ def test_a_replica_killed_mid_class_its_sessions_recover_on_the_other(browser, r
             box.press("Control+Enter")
             rp.page.get_by_text("Most likely next token: ' Berlin'").first.wait_for(timeout=60_000)
             assert _errors(rp.page) == 0
-        # Sessions on the dead one reconnect through the balancer, land on the live one, and rerun from their URL.
+        # Sessions on the dead one: the browser reconnects through the balancer (redispatched to the live replica),
+        # and their next request reruns the page there from its URL. Here the next request is a click on the
+        # URL-bound presentation toggle; the prompt that only the URL carries must come back with it.
         recovered = 0
         for rp in on_victim:
+            prompt = parse_qs(urlparse(rp.page.url).query).get("prompt", [""])[0]
+            assert prompt in PROMPTS
+            rp.page.locator('[data-testid="stSidebar"]').get_by_text("Presentation mode").click(timeout=60_000)
             label = rp.page.locator('[data-testid="stSidebar"]').get_by_text("Served by replica r2")
             label.first.wait_for(timeout=120_000)
             _wait_ready(rp.page)
-            prompt = parse_qs(urlparse(rp.page.url).query).get("prompt", [""])[0]
+            query = parse_qs(urlparse(rp.page.url).query)
+            assert query.get("prompt") == [prompt] and query.get("present") == ["true"], query
             box = rp.page.locator('[data-testid="stMain"] textarea').first
-            assert box.input_value() == prompt and prompt in PROMPTS, "the URL state was lost"
+            assert box.input_value() == prompt, "the URL state was lost"
             assert _errors(rp.page) == 0
             recovered += 1
         figures.update(

@@ -31,8 +31,8 @@ from urllib.parse import quote
 
 import pytest
 
-from scripts.st_client import LiveSession, SessionResult, run_sync
 from tests.browser.conftest import ARTIFACTS, start_server, stop_server
+from tests.support.st_client import LiveSession, SessionResult, run_sync
 
 pytestmark = pytest.mark.browser
 

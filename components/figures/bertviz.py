@@ -19,12 +19,15 @@ from pathlib import Path
 
 import torch
 
-VENDOR_DIR = Path(__file__).resolve().parent.parent / "static" / "vendor"
+from engine.text import visible_whitespace
+
+VENDOR_DIR = Path(__file__).resolve().parents[2] / "static" / "vendor"
 #: Most attention cells (layers × heads × tokens²) one bertviz view may ship (~1 MB of JSON at 3 decimals).
 MAX_CELLS = 200_000
 #: Most tokens a bertviz view shows (it is unreadable beyond that anyway).
 MAX_TOKENS = 48
 DECIMALS = 3
+
 
 _CDN_TAG = re.compile(r'<script src="https://cdnjs\.cloudflare\.com/[^"]*require[^"]*"></script>')
 _REQUIRE_CONFIG = re.compile(r"require\.config\(\{.*?\}\);", re.S)
@@ -63,8 +66,7 @@ def layers_within_budget(layers: Sequence[int], n_heads: int, n_tokens: int, max
 
 def _readable(token: str) -> str:
     """Token text for the SVG: newlines and tabs visible, empty tokens shown as ∅."""
-    shown = token.replace("\n", "↵").replace("\r", "␍").replace("\t", "→")
-    return shown if shown else "∅"
+    return visible_whitespace(token) or "∅"
 
 
 def _rounded(attentions: torch.Tensor, decimals: int = DECIMALS) -> list[torch.Tensor]:

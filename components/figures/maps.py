@@ -1,6 +1,11 @@
-"""The AI ⊃ ML ⊃ DL ⊃ GenAI ⊃ LLM map (icicle, sunburst, nested boxes), the modality map and table, page links."""
+"""The generative-AI map: the field's hierarchy (icicle, sunburst, nested boxes) and the modalities (pure plotly).
+
+Functions that name pages take ``titles`` (page stem → title, from :func:`components.frame.page_titles`).
+"""
 
 from __future__ import annotations
+
+import textwrap
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -28,28 +33,26 @@ def hierarchy_figure() -> go.Figure:
     return fig
 
 
-# ---------------------------------------------------------------------------------------------- the landscape page
 LIVE = "#2f9e44"  # demonstrated live in this app
+
+
 DESCRIBED = "#ced4da"  # described only
+
+
 SELECTED = "#f76707"
+
+
 VIEWS = ("Icicle", "Sunburst", "Nested boxes")
 
 
-def _page_titles() -> dict[str, str]:
-    from components.nav import PAGES
-
-    return {p.stem: p.title for p in PAGES}
-
-
-def status_text(pages: tuple[str, ...]) -> str:
-    """"Live here: …" with page titles, or "Described only"."""
+def status_text(pages: tuple[str, ...], titles: dict[str, str] | None = None) -> str:
+    """"Live here: …" with page titles (``stem → title``), or "Described only"."""
     if not pages:
         return "Described only: no model of this kind runs in this app"
-    titles = _page_titles()
-    return "Live here: " + ", ".join(titles.get(s, s) for s in pages)
+    return "Live here: " + ", ".join((titles or {}).get(s, s) for s in pages)
 
 
-def map_figure(view: str = "Icicle", selected: str | None = None) -> go.Figure:
+def map_figure(view: str = "Icicle", selected: str | None = None, titles: dict[str, str] | None = None) -> go.Figure:
     """The hierarchy as an icicle, a sunburst or nested boxes (treemap: each box sits inside its parent, a subset).
 
     Boxes the app demonstrates live are green, described-only ones grey; ``selected`` gets an orange outline.
@@ -68,7 +71,7 @@ def map_figure(view: str = "Icicle", selected: str | None = None) -> go.Figure:
         ids=[lv.key for lv in levels],
         labels=[lv.name for lv in levels],
         parents=[lv.parent for lv in levels],
-        customdata=[[lv.definition, lv.examples, status_text(lv.pages)] for lv in levels],
+        customdata=[[lv.definition, lv.examples, status_text(lv.pages, titles)] for lv in levels],
         hovertemplate="<b>%{label}</b><br>%{customdata[0]}<br><i>e.g. %{customdata[1]}</i><br>%{customdata[2]}"
         "<extra></extra>",
         marker=dict(
@@ -94,7 +97,7 @@ def map_figure(view: str = "Icicle", selected: str | None = None) -> go.Figure:
     return fig
 
 
-def modality_figure() -> go.Figure:
+def modality_figure(titles: dict[str, str] | None = None) -> go.Figure:
     """Generative AI → domain → model family, as a sunburst; live domains green, described ones grey."""
     ids, labels, parents, colours, hover = ["genai"], ["Generative AI"], [""], ["#e9ecef"], ["Any AI that creates new data"]
     for m in MODALITIES:
@@ -103,12 +106,12 @@ def modality_figure() -> go.Figure:
         labels.append(m.domain)
         parents.append("genai")
         colours.append(LIVE if m.live_here else DESCRIBED)
-        hover.append(f"{m.family}<br>e.g. {m.examples}<br>{status_text(m.pages) if m.live_here else status_text(())}")
+        hover.append(f"{m.family}<br>e.g. {m.examples}<br>{status_text(m.pages, titles) if m.live_here else status_text(())}")
         for fam in m.families:
             ids.append(f"{dom}/{fam.name}")
             labels.append(fam.name)
             parents.append(dom)
-            colours.append("#b2f2bb" if m.live_here else "#f1f3f5")
+            colours.append("#b2f2bb" if m.family_live(fam) else "#f1f3f5")
             hover.append(_wrap(fam.how) + f"<br><i>e.g. {fam.examples or m.examples}</i>")
     fig = go.Figure(
         go.Sunburst(ids=ids, labels=labels, parents=parents, marker=dict(colors=colours, line=dict(color="white")),
@@ -121,8 +124,6 @@ def modality_figure() -> go.Figure:
 
 def _wrap(text: str, width: int = 60) -> str:
     """Break a hover text into lines of about ``width`` characters (plotly does not wrap hover labels)."""
-    import textwrap
-
     return "<br>".join(textwrap.wrap(text, width))
 
 
@@ -130,33 +131,17 @@ def modality_table(show: str = "All") -> pd.DataFrame:
     """The modality table, one row per model family; ``show`` is "All", "Live here" or "Described only"."""
     rows = []
     for m in MODALITIES:
-        if (show == "Live here" and not m.live_here) or (show == "Described only" and m.live_here):
-            continue
         for fam in m.families or (Family(m.family, ""),):
+            live = m.family_live(fam)
+            if (show == "Live here" and not live) or (show == "Described only" and live):
+                continue
             rows.append(
                 {
                     "Domain": m.domain,
                     "Model family": fam.name,
                     "How it generates": fam.how,
                     "Examples": fam.examples or m.examples,
-                    "In this app": "Live" if m.live_here else "Described only",
+                    "In this app": "Live" if live else "Described only",
                 }
             )
     return pd.DataFrame(rows, columns=["Domain", "Model family", "How it generates", "Examples", "In this app"])
-
-
-def page_links(stems: tuple[str, ...], exclude: str | None = None) -> int:
-    """A link to each of ``stems`` whose page exists (others are skipped). Returns how many links were shown."""
-    import streamlit as st
-
-    from components.nav import available_pages
-
-    present = {p.stem: p for p in available_pages()}
-    shown = 0
-    for stem in stems:
-        page = present.get(stem)
-        if page is None or stem == exclude:
-            continue
-        st.page_link(f"pages/{stem}.py", label=page.title, icon=page.icon)
-        shown += 1
-    return shown

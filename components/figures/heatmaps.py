@@ -1,9 +1,4 @@
-"""Cached attention computations and the figures of the attention page.
-
-One forward pass per (model, text) gives attentions, hidden states and head outputs; every selector on the page
-(layer, head, metric, token, bertviz layers, arithmetic head, logit-lens window) re-shapes that cached result and never
-runs the model again. Generation is cached per (model, text, number of tokens). Never modify a cached result.
-"""
+"""Heatmap figures (attention matrices, head grids, logit lens, cosine matrices, vector strips): pure plotly."""
 
 from __future__ import annotations
 
@@ -11,103 +6,18 @@ from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-import streamlit as st
 import torch
 from plotly.subplots import make_subplots
 
-from components.charts import ACCENT, MUTED, token_label, unique_labels
-from engine.attention import (
-    AttentionRun,
-    GeneratedAttention,
-    HeadArithmetic,
-    generated_attention,
-    head_arithmetic,
-    run_attention,
-)
-from engine.logit_lens import LensResult, logit_lens
+from components.figures.base import axis_labels, short_label, token_label, unique_labels
+from engine.attention import GeneratedAttention
+from engine.logit_lens import LensResult
+from engine.text import html_escape
 
-#: Most tokens this page reads (attentions grow with tokens²: 30 layers × 9 heads × 128² floats ≈ 18 MB per text).
-ATTN_MAX_TOKENS = 128
-#: Positions the logit lens reads (each costs 31 products with the 49,152-row output layer).
-LENS_POSITIONS = 12
-#: Most tokens generated for the "attention of generated tokens" view.
-MAX_GEN_TOKENS = 12
-
+# --- attention and embeddings ---
 # Sequential scales readable on light and dark backgrounds (the page background shows only around the plot).
 WEIGHT_SCALE = "Blues"
 LENS_SCALE = "YlGnBu"
-
-
-def _load(model_key: str):
-    from components.model import load_model
-
-    return load_model(model_key)
-
-
-def _ids_for(lm, text: str) -> list[int]:
-    if not text.strip():
-        raise ValueError("The prompt is empty.")
-    ids = lm.encode(text)
-    if not ids:
-        raise ValueError("The prompt has no tokens.")
-    if len(ids) > ATTN_MAX_TOKENS:
-        raise ValueError(
-            f"The prompt is {len(ids):,} tokens long; this page reads at most {ATTN_MAX_TOKENS} (attention grows "
-            "with the square of the length). Shorten it."
-        )
-    return ids
-
-
-@st.cache_resource(show_spinner=False, max_entries=8)
-def attention_run(model_key: str, text: str) -> AttentionRun:
-    """One forward pass over ``text`` with attentions, hidden states and head outputs (shared across sessions).
-
-    Raises:
-        ValueError: Empty text, or more than :data:`ATTN_MAX_TOKENS` tokens (message ready to show).
-    """
-    lm = _load(model_key)
-    return run_attention(lm, _ids_for(lm, text))
-
-
-@st.cache_resource(show_spinner=False, max_entries=16)
-def lens_result(model_key: str, text: str, positions: int = LENS_POSITIONS) -> LensResult:
-    """The logit lens over the last ``positions`` tokens, from the cached run's hidden states (no extra forward)."""
-    lm = _load(model_key)
-    run = attention_run(model_key, text)
-    return logit_lens(lm, run.ids, hidden_states=run.hidden_states, last_positions=positions, k=3)
-
-
-@st.cache_resource(show_spinner=False, max_entries=16)
-def generation(model_key: str, text: str, new_tokens: int) -> GeneratedAttention:
-    """Greedy continuation of ``text`` and the attention that chose each new token (shared across sessions)."""
-    lm = _load(model_key)
-    return generated_attention(lm, _ids_for(lm, text), max(1, min(int(new_tokens), MAX_GEN_TOKENS)))
-
-
-@st.cache_resource(show_spinner=False, max_entries=64)
-def head_by_hand(model_key: str, text: str, layer: int, head: int, n_tokens: int) -> HeadArithmetic:
-    """One head recomputed from the real weights on the first ``n_tokens`` tokens (cached; no forward pass)."""
-    return head_arithmetic(_load(model_key), attention_run(model_key, text), layer, head, n_tokens)
-
-
-@st.cache_resource(show_spinner=False, max_entries=16)
-def bertviz_html(model_key: str, text: str, view: str, layers: tuple[int, ...], n_tokens: int, layer: int) -> str:
-    """bertviz head view (``view="head"``) or model view of the first ``n_tokens`` tokens, offline HTML (cached:
-    building the JSON for a long prompt takes a moment and the result is the same for every session)."""
-    from components.bertviz_offline import head_view_html, model_view_html
-
-    run = attention_run(model_key, text)
-    sub = run.attentions[:, :, :n_tokens, :n_tokens]  # causal: the first n tokens' weights are exact as they are
-    if view == "model":
-        return model_view_html(run.tokens[:n_tokens], sub, list(layers))
-    return head_view_html(run.tokens[:n_tokens], sub, list(layers), layer=layer)
-
-
-# ------------------------------------------------------------------------------------------------------ figures
-def axis_labels(tokens: Sequence[str], numbered: bool = True) -> list[str]:
-    """Unique, readable axis labels: position and quoted token (spaces and newlines visible)."""
-    labels = [f"{i}: {token_label(t)}" if numbered else token_label(t) for i, t in enumerate(tokens)]
-    return unique_labels(labels)
 
 
 def attention_heatmap(weights: torch.Tensor, tokens: Sequence[str], title: str | None = None) -> go.Figure:
@@ -168,33 +78,6 @@ def head_grid(values: torch.Tensor, label: str, zmax: float | None = None, short
     return fig
 
 
-def token_bars(weights: torch.Tensor, tokens: Sequence[str], query: int, title: str) -> go.Figure:
-    """Bars of one query token's attention over itself and the tokens before it (the highest in orange)."""
-    w = [float(x) for x in weights]
-    labels = axis_labels(tokens[: len(w)])
-    best = int(np.argmax(w)) if w else -1
-    colours = ["#f76707" if i == best else (MUTED if i == query else ACCENT) for i in range(len(w))]
-    fig = go.Figure(
-        go.Bar(
-            x=labels,
-            y=w,
-            marker_color=colours,
-            text=[f"{x:.2f}" for x in w],
-            textposition="outside",
-            cliponaxis=False,
-            hovertemplate="%{x}: %{y:.4f}<extra></extra>",
-        )
-    )
-    fig.update_layout(
-        title=title,
-        xaxis=dict(type="category", tickangle=-45, title="earlier tokens (keys)"),
-        yaxis=dict(title="attention weight", range=[0, max(w + [0.05]) * 1.15]),
-        height=380,
-        showlegend=False,
-    )
-    return fig
-
-
 def lens_heatmap(lens: LensResult, token_text) -> go.Figure:
     """Layer × position heatmap of the logit lens: colour = probability of that layer's top token, text = the token.
 
@@ -204,7 +87,7 @@ def lens_heatmap(lens: LensResult, token_text) -> go.Figure:
     """
     probs = lens.top_probs[:, :, 0].double().numpy()  # [L+1, P]
     ids = lens.top_ids[:, :, 0]
-    text = [[_short(token_text(int(ids[r, c]))) for c in range(ids.shape[1])] for r in range(ids.shape[0])]
+    text = [[short_label(token_text(int(ids[r, c]))) for c in range(ids.shape[1])] for r in range(ids.shape[0])]
     x = unique_labels([f"{p}: after {token_label(t)}" for p, t in zip(lens.positions, lens.tokens)])
     fig = go.Figure(
         go.Heatmap(
@@ -225,37 +108,6 @@ def lens_heatmap(lens: LensResult, token_text) -> go.Figure:
         xaxis=dict(type="category", side="top", tickangle=-30),
         yaxis=dict(type="category", autorange="reversed"),
         height=max(520, 21 * probs.shape[0] + 140),
-    )
-    return fig
-
-
-def _short(text: str, limit: int = 9) -> str:
-    shown = text.replace("\n", "↵").replace("\t", "→")
-    shown = "'" + shown + "'"
-    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
-
-
-def lens_trajectory(lens: LensResult, token_text, position_index: int = -1) -> go.Figure:
-    """p(final prediction) and its rank at every layer for one position (log scale, so the rise is visible)."""
-    p = lens.final_probs[:, position_index].double().numpy()
-    ranks = lens.final_ranks[:, position_index].numpy()
-    word = token_label(token_text(int(lens.final_ids[position_index])))
-    floor = 1e-20  # tinier values (often the embeddings row) are drawn at the floor; the hover gives the true value
-    fig = go.Figure(
-        go.Scatter(
-            x=lens.layer_labels,
-            y=np.maximum(p, floor),
-            mode="lines+markers",
-            line=dict(color=ACCENT),
-            customdata=np.stack([p, ranks], axis=-1),
-            hovertemplate="%{x}<br>p = %{customdata[0]:.3g}, rank %{customdata[1]:,}<extra></extra>",
-        )
-    )
-    fig.update_layout(
-        title=f"Probability of the final answer {word} if the model stopped here (below 1e-20 drawn at the bottom)",
-        yaxis=dict(type="log", title="probability (log scale)", exponentformat="power"),
-        xaxis=dict(type="category", tickangle=-45),
-        height=380,
     )
     return fig
 
@@ -329,4 +181,121 @@ def mask_patterns(real_avg: torch.Tensor, tokens: Sequence[str]) -> go.Figure:
         fig.update_xaxes(type="category", showticklabels=False, title_text=title, row=1, col=i)
         fig.update_yaxes(type="category", autorange="reversed", showticklabels=(i in (1, 3)), row=1, col=i)
     fig.update_layout(height=360, title="Who may attend to whom (rows read columns)")
+    return fig
+
+
+def vector_figure(rows: np.ndarray, labels: Sequence[str]) -> go.Figure:
+    """Each row of the embedding table as a colour strip: one cell per dimension, blue negative, red positive."""
+    limit = float(np.abs(rows).max()) or 1.0
+    fig = go.Figure(
+        go.Heatmap(
+            z=rows,
+            x=list(range(rows.shape[1])),
+            y=unique_labels([token_label(x) for x in labels]),
+            colorscale="RdBu_r",
+            zmin=-limit,
+            zmax=limit,
+            colorbar=dict(title="value", thickness=12),
+            hovertemplate="%{y} · dimension %{x}: %{z:.4f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        xaxis=dict(title=f"dimension (0 … {rows.shape[1] - 1})"),
+        yaxis=dict(type="category", autorange="reversed"),
+        height=110 + 45 * rows.shape[0],
+    )
+    return fig
+
+
+def cosine_heatmap(
+    labels: Sequence[str], sims: np.ndarray, title: str | None = None, hover: Sequence[str] | None = None
+) -> go.Figure:
+    """Annotated cosine-similarity matrix.
+
+    Args:
+        labels: Axis label per row/column (already HTML-escaped).
+        sims: ``[N, N]`` similarities.
+        title: Figure title.
+        hover: Longer text per row/column for the hover box (already HTML-escaped); defaults to the labels.
+    """
+    names = unique_labels(list(labels))
+    n = len(names)
+    long = list(hover) if hover is not None else names
+    annotate = n <= 20
+    fig = go.Figure(
+        go.Heatmap(
+            z=sims,
+            x=names,
+            y=names,
+            colorscale="Viridis",
+            zmin=float(min(0.0, sims.min())),
+            zmax=1.0,
+            text=[[f"{v:.2f}" for v in row] for row in sims.tolist()] if annotate else None,
+            texttemplate="%{text}" if annotate else None,
+            customdata=[[f"{long[i]}<br>{long[j]}" for j in range(n)] for i in range(n)],
+            colorbar=dict(title="cosine", thickness=12),
+            hovertemplate="%{customdata}<br>cosine %{z:.3f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title,
+        yaxis=dict(autorange="reversed", type="category"),
+        xaxis=dict(type="category", tickangle=-45),
+        height=max(320, 26 * n + 160),
+    )
+    return fig
+
+
+# --- encoders ---
+def weights_heatmap(weights: np.ndarray, rows: Sequence[str], cols: Sequence[str], title: str | None = None,
+                    row_title: str = "query: the token looking", col_title: str = "key: the token being looked at",
+                    zmax: float | None = 1.0) -> go.Figure:
+    """Heatmap of any measured ``[R, C]`` attention matrix, every cell shown (no mask: zeros are drawn as zeros).
+
+    Used for a bidirectional encoder, a decoder's causal self-attention and cross-attention alike, so the upper
+    triangle is visible as measured rather than hidden.
+
+    Args:
+        weights: ``[R, C]`` weights (rows sum to 1).
+        rows: Label of each row (the reading position).
+        cols: Label of each column (the position read).
+        title: Figure title.
+        row_title: Y axis title.
+        col_title: X axis title.
+        zmax: Top of the colour scale (``None``: the largest weight).
+    """
+    z = np.asarray(weights, dtype=float)
+    fig = go.Figure(go.Heatmap(
+        z=z, x=unique_labels(list(cols)), y=unique_labels(list(rows)), colorscale=WEIGHT_SCALE, zmin=0,
+        zmax=zmax if zmax is not None else max(float(z.max()) if z.size else 1.0, 1e-6), colorbar=dict(title="weight"),
+        hovertemplate="%{y} reads %{x}<br>weight %{z:.3f}<extra></extra>",
+    ))
+    fig.update_layout(
+        title=title,
+        xaxis=dict(title=col_title, type="category", tickangle=-45),
+        yaxis=dict(title=row_title, type="category", autorange="reversed"),
+        height=max(320, min(900, 22 * z.shape[0] + 220)),
+    )
+    return fig
+
+
+def readers_figure(panels: Sequence[tuple[str, np.ndarray, Sequence[str]]]) -> go.Figure:
+    """The same sentence read by different models, side by side: one measured ``[T, T]`` attention per panel.
+
+    Args:
+        panels: ``(title, weights [T, T], token labels)`` per model (each panel has its own tokens).
+    """
+    fig = make_subplots(rows=1, cols=len(panels), horizontal_spacing=0.08)
+    for i, (title, w, toks) in enumerate(panels, start=1):
+        labels = axis_labels(toks)
+        fig.add_trace(go.Heatmap(
+            z=np.asarray(w, dtype=float), x=labels, y=labels, colorscale=WEIGHT_SCALE, zmin=0, zmax=1,
+            showscale=i == len(panels), colorbar=dict(title="weight"),
+            hovertemplate="%{y} reads %{x}: %{z:.4f}<extra>measured</extra>",
+        ), 1, i)
+        # The panel's name goes under it (as in mask_patterns): titles above subplots collide with the chart top.
+        fig.update_xaxes(type="category", tickangle=-60, title_text=f"<b>{html_escape(title)}</b>", row=1, col=i)
+        fig.update_yaxes(type="category", autorange="reversed", row=1, col=i)
+    n = max((len(p[2]) for p in panels), default=1)
+    fig.update_layout(height=max(380, min(800, 20 * n + 260)))
     return fig
