@@ -287,7 +287,13 @@ def load_pretrained(
     report = progress or (lambda _f, _m: None)
     report(0.01, "Importing PyTorch and transformers…")
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import (
+        MODEL_FOR_CAUSAL_LM_MAPPING,
+        TOKENIZER_MAPPING,
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoTokenizer,
+    )
 
     from engine.lm import LanguageModel
 
@@ -311,6 +317,13 @@ def load_pretrained(
                    f"Loading {spec.hub_id} from the Hugging Face hub (or its local cache)…")
             # Read the offline switch now (huggingface_hub reads it once at import): no network attempt when set.
             offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+            # transformers imports an architecture's code on first use (seconds in a fresh process): do that first
+            # and leave it out of the load time, which is then the reading of the model itself.
+            code = time.perf_counter()
+            config = AutoConfig.from_pretrained(source.location, local_files_only=offline, trust_remote_code=False)
+            MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]  # noqa: B018 - the lookups import the modeling and
+            TOKENIZER_MAPPING.get(type(config), None)  # tokenizer modules of this architecture
+            start += time.perf_counter() - code
             tokenizer = AutoTokenizer.from_pretrained(source.location, local_files_only=offline)
             report(0.9, "Loading the float32 weights…")
             model = AutoModelForCausalLM.from_pretrained(

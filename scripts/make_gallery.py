@@ -1,4 +1,4 @@
-"""Make the README gallery from the browser tests' screenshots (run `make test` first).
+"""Make the README gallery from the browser tests' screenshots (run `make test` first, or pass their folder).
 
 Writes ``docs/screenshots/<page>.jpg``: the top of each page, 900 px wide, plus presentation-mode examples.
 """
@@ -12,7 +12,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-SRC = ROOT / "test-artifacts" / "screenshots"
+SRC = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "test-artifacts" / "screenshots"
 DST = ROOT / "docs" / "screenshots"
 
 
@@ -20,7 +20,9 @@ def main() -> None:
     from components.frame import available_pages
 
     DST.mkdir(parents=True, exist_ok=True)
-    names = [p.stem for p in available_pages()] + ["home-present", "attention-present", "attention-head-view"]
+    names = [p.stem for p in available_pages()] + [
+        "home-present", "attention-present", "attention-head-view", "first-start-progress", "first-start-unwritable",
+    ]
     for name in names:
         src = SRC / f"{name}.png"
         if not src.is_file():

@@ -89,7 +89,9 @@ def test_prompt_travels_from_page_to_page(page):
     assert "prompt=The+capital+of+Italy+is" in pg.url
     # …Embeddings compares its tokens' vectors…
     _open(pg, "Embeddings")
-    expect(main.get_by_role("textbox", name="Prompt", exact=True)).to_have_value("The capital of Italy is")
+    # The box sits below sections that run the model first: give the page the time it takes on a busy machine.
+    expect(main.get_by_role("textbox", name="Prompt", exact=True)).to_have_value("The capital of Italy is",
+                                                                                 timeout=60_000)
     pg.wait_for_function(
         """() => [...document.querySelectorAll('.js-plotly-plot')].some(el => el.layout && el.layout.title
              && String(el.layout.title.text).includes('Cosine between your tokens'))""",
