@@ -6,8 +6,10 @@ from pathlib import Path
 
 import streamlit as st
 
+from components.challenges import challenge_box
 from components.frame import (
     PRESENT_KEY,
+    RunTimer,
     apply_presentation_css,
     build_navigation,
     guided_path_footer,
@@ -18,6 +20,8 @@ from components.frame import (
     share_link_box,
 )
 from components.model import sidebar_model_card
+
+timer = RunTimer()  # CPU per run, frame and page apart: printed with LLMX_PROFILE_RUNS=1 (scripts/bench.py reads it)
 
 # A presentation link opens with the sidebar folded away: less chrome on a projector.
 _presenting = st.session_state.get(PRESENT_KEY, str(st.query_params.get(PRESENT_KEY, "")).lower() == "true")
@@ -43,7 +47,9 @@ apply_presentation_css()
 sidebar_model_card()
 
 mark_frame_ran(page.url_path)
-run_page(page)
+timer.page(lambda: run_page(page))
+challenge_box(page.url_path or "home")  # the page's "Try it" tasks, checked on its inputs
 guided_path_footer(page.url_path or "home", by_stem)
 share_link_box()
 notice_rejected_link_params()
+timer.report(page.url_path or "home")

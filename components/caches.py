@@ -119,6 +119,12 @@ def compare_texts(model_key: str, items: tuple[tuple[str, str], ...]) -> list[to
     return tok.compare_texts(load_model(model_key), items)
 
 
+@st.cache_resource(show_spinner=False, max_entries=256)
+def character_facts(model_key: str, text: str) -> list[tok.Grapheme]:
+    """:func:`engine.tokens.character_facts`: code points, bytes, joiners and tokens of each multi-byte character."""
+    return tok.character_facts(load_model(model_key), text)
+
+
 # --- attention ---
 @st.cache_resource(show_spinner=False, max_entries=8)
 def attention_run(model_key: str, text: str) -> attn.AttentionRun:
@@ -160,6 +166,36 @@ def bertviz_html(model_key: str, text: str, view: str, layers: tuple[int, ...], 
     if view == "model":
         return model_view_html(run.tokens[:n_tokens], sub, list(layers))
     return head_view_html(run.tokens[:n_tokens], sub, list(layers), layer=layer)
+
+
+@st.cache_resource(show_spinner=False, max_entries=256)
+def token_view(model_key: str, text: str, position: int, layer: int | None, head: int | None) -> attn.TokenView:
+    """:func:`engine.attention.token_view` of the cached run (``None``: average over layers / heads)."""
+    return attn.token_view(attention_run(model_key, text).attentions, position, layer, head)
+
+
+@st.cache_resource(show_spinner=False, max_entries=256)
+def head_view(model_key: str, text: str, layer: int, head: int) -> attn.HeadView:
+    """:func:`engine.attention.head_view` of the cached run."""
+    return attn.head_view(attention_run(model_key, text).attentions, layer, head)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def head_overview(model_key: str, text: str, metric: str) -> attn.HeadOverview:
+    """:func:`engine.attention.head_overview` of the cached run."""
+    return attn.head_overview(attention_run(model_key, text).attentions, metric)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def attention_facts(model_key: str, text: str) -> attn.AttentionFacts:
+    """:func:`engine.attention.attention_facts` of the cached run (sink share, future mass, key/value groups)."""
+    return attn.attention_facts(attention_run(model_key, text).attentions, load_model(model_key).info.kv_heads)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def block_flow(model_key: str, text: str, position: int = -1) -> attn.BlockFlow:
+    """:func:`engine.attention.block_flow` of the cached run: residual stream and attention/MLP updates."""
+    return attn.block_flow(attention_run(model_key, text), position)
 
 
 # --- embeddings ---
@@ -212,6 +248,18 @@ def prompt_vectors(model_key: str, text: str) -> emb.PromptVectors:
     return emb.prompt_vectors(lm, checked_ids(lm, text, cap=None))  # only a prefix is read
 
 
+@st.cache_resource(show_spinner=False, max_entries=4)
+def embedding_table(model_key: str) -> emb.TableSummary:
+    """:func:`engine.embeddings.table_summary`: the table's shape, share of the parameters, tied or not."""
+    return emb.table_summary(load_model(model_key))
+
+
+@st.cache_resource(show_spinner=False, max_entries=128)
+def word_rows(model_key: str, word: str, leading_space: bool) -> tuple[np.ndarray, list[str]]:
+    """:meth:`engine.embeddings.WordVector.rows`: the word's table rows (and their average) with labels."""
+    return word_vector(model_key, word, leading_space).rows(load_model(model_key))
+
+
 # --- context window ---
 @st.cache_resource(show_spinner="Running the model…", max_entries=256)
 def answer_prob(model_key: str, ids: tuple[int, ...], answer: str) -> float:
@@ -262,7 +310,7 @@ def greedy(model_key: str, prompt: str, max_new_tokens: int) -> str:
 # --- pretraining, fine-tuning, evaluation ---
 @st.cache_resource(show_spinner="Scoring the text with the model…", max_entries=256)
 def text_score(model_key: str, text: str) -> scoring.TextScore:
-    """Every token of ``text`` scored, the first given only the start-of-text token."""
+    """Every token of ``text`` scored, the first given only the document-start token (``<|endoftext|>``)."""
     return scoring.score_checked_text(load_model(model_key), text)
 
 
@@ -276,8 +324,8 @@ def baseline_scores(model_key: str, text: str, seed: int) -> dict[str, tuple[str
 def one_step(model_key: str, text: str) -> tr.GradientStep:
     """One gradient-descent step on ``text`` at each of :data:`engine.training.STEP_LRS` (shared model untouched)."""
     lm = load_model(model_key)
-    ids = checked_ids(lm, text, tr.MAX_TRAIN_TOKENS - 1, "sentence")  # + the start-of-text token
-    return tr.gradient_step(lm, scoring.with_bos(lm, ids), tr.STEP_LRS)
+    ids = checked_ids(lm, text, tr.MAX_TRAIN_TOKENS - 1, "sentence")  # + the document-start token
+    return tr.gradient_step(lm, scoring.with_text_start(lm, ids), tr.STEP_LRS)
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
@@ -560,3 +608,242 @@ def seq2seq_translation(seed: int, text: str):
     if model is None:
         raise ValueError("The encoder-decoder is not trained yet.")
     return s2s.translate(model, text)
+
+
+@st.cache_resource(show_spinner="Loading the model from the Hugging Face hub…", max_entries=3)
+def hub_model(hub_key: str):
+    """The post's model ``hub_key`` (GPT-2, BERT, T5) from :mod:`engine.hub_models`, or the reason it is not available:
+    ``(HubModel, None)`` or ``(None, ModelLoadError)``. The failure is kept too, so a server without hub access does
+    not retry a network load on every rerun. Pages call this only when the server opted in."""
+    from engine.hub_models import load_hub_model
+    from engine.loader import ModelLoadError
+
+    try:
+        return load_hub_model(hub_key), None
+    except ModelLoadError as err:
+        return None, err
+
+
+@st.cache_resource(show_spinner="The model is working…", max_entries=64)
+def hub_run(hub_key: str, text: str):
+    """:meth:`engine.hub_models.HubModel.run`: the job the model's architecture is for (raises ``ValueError`` for input
+    it cannot use)."""
+    model, err = hub_model(hub_key)
+    if model is None:
+        raise err
+    return model.run(text)
+
+
+# --- accuracy (#17): conditioning token, weights, ML connections, ML-to-LLM toys ---
+@st.cache_resource(show_spinner="Scoring the text three ways…", max_entries=64)
+def conditioning(model_key: str, text: str) -> list[scoring.ConditioningRow]:
+    """:func:`engine.scoring.conditioning_comparison`: the text after ``<|endoftext|>``, ``<|im_start|>``, nothing."""
+    return scoring.conditioning_comparison(load_model(model_key), text)
+
+
+@st.cache_resource(show_spinner=False, max_entries=256)
+def ml_connections(model_key: str, text: str) -> mb.Connections:
+    """:func:`engine.ml_basics.connections`: one live number per mapping of the post's "connects to ML" section."""
+    return mb.connections(load_model(model_key), text)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def original_weights_path(model_key: str) -> str | None:
+    """Where the original hub weights of ``model_key`` sit in the local Hugging Face cache (``None``: not here)."""
+    from engine.weights import hub_weights_path
+
+    return hub_weights_path(load_model(model_key).spec.hub_id)
+
+
+@st.cache_resource(show_spinner="Comparing with the original weights…", max_entries=2)
+def original_weights_difference(model_key: str):
+    """:func:`engine.weights.compare_models` of the loaded model against the original weights from the local cache
+    (never downloads); ``None`` when they are not on this computer."""
+    if original_weights_path(model_key) is None:
+        return None
+    from transformers import AutoModelForCausalLM
+
+    from engine.weights import compare_models
+
+    lm = load_model(model_key)
+    reference = AutoModelForCausalLM.from_pretrained(lm.spec.hub_id, local_files_only=True, dtype=torch.float32)
+    reference.eval()
+    with lm.exclusive():
+        return compare_models(lm.model, reference, lm.encode)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def point_prediction(spread: float, seed: int, x1: float, x2: float) -> mb.PointPrediction:
+    """The toy classifier's p(class | point), most likely class first."""
+    _X, _y, clf = classification(spread, seed)
+    return mb.point_prediction(clf, x1, x2)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def mixture_stats(spread: float, data_seed: int, components: int, n_samples: int, sample_seed: int) -> dict:
+    """:func:`engine.ml_basics.mixture_stats` of the real points, the fitted mixture and its samples."""
+    X, _y = mb.blobs(60, spread, data_seed)
+    mix, samples = mixture(spread, data_seed, components, n_samples, sample_seed)
+    return mb.mixture_stats(X, mix, samples)
+
+
+
+# --- serving ---
+@st.cache_resource(show_spinner="The local model is answering the request…", max_entries=64)
+def served_chat(model_key: str, messages: tuple[tuple[str, str], ...], temperature: float, max_tokens: int,
+                fast: bool):
+    """A chat-completion request answered by the local model (:func:`engine.serving.serve_chat`, seed 0).
+
+    Cached per (model, messages, settings): the same request from any session is answered once, so its timings are
+    those of the first answer.
+    """
+    from engine import serving
+
+    return serving.serve_chat(load_model(model_key), messages, temperature, max_tokens, seed=0, fast=fast)
+
+
+# --- summarization ---
+@st.cache_resource(show_spinner=False, max_entries=1)
+def _summary_store():
+    """This server's finished summaries, shared by every session (:class:`engine.summarize.SummaryStore`)."""
+    from engine.summarize import SummaryStore
+
+    return SummaryStore(capacity=256)
+
+
+@st.cache_resource(show_spinner=False, max_entries=256)
+def summary_prompt(model_key: str, text: str, length: str, words: int, max_new_tokens: int):
+    """:func:`engine.summarize.build_prompt`: the checked, templated prompt (raises ``InputError``)."""
+    from engine.summarize import build_prompt
+
+    return build_prompt(load_model(model_key), text, length, words, max_new_tokens)
+
+
+def _summary_key(model_key: str, text: str, length: str, words: int, max_new_tokens: int, fast: bool) -> tuple:
+    from engine.summarize import clamp_cap
+
+    return (model_key, text, length, int(words) if length == "About N words" else 0, clamp_cap(max_new_tokens), fast)
+
+
+def finished_summary(model_key: str, text: str, length: str, words: int, max_new_tokens: int, fast: bool):
+    """The stored :class:`engine.summarize.Summary` for these settings, or None when nobody has generated it yet."""
+    return _summary_store().get(_summary_key(model_key, text, length, words, max_new_tokens, fast))
+
+
+def summary_stream(model_key: str, text: str, length: str, words: int, max_new_tokens: int, fast: bool):
+    """The summary's text piece by piece for ``st.write_stream``: from the store at once when this server already
+    made it, else streamed from the model (greedy) and stored for every later reader (raises ``InputError``)."""
+    from engine.summarize import clamp_cap, summary_steps
+
+    lm = load_model(model_key)
+    prompt = summary_prompt(model_key, text, length, words, max_new_tokens)
+    cap = clamp_cap(max_new_tokens)
+    return _summary_store().stream(_summary_key(model_key, text, length, words, max_new_tokens, fast),
+                                   lambda: summary_steps(lm, prompt, cap, fast), cap, lm.info.eos_token_id, fast)
+
+
+@st.cache_resource(show_spinner=False, max_entries=256)
+def summary_scores(text: str, summary: str, reference: str):
+    """:func:`engine.summarize.compare_with_lead`: ROUGE of the summary and of the lead baseline (raises
+    ``ValueError``)."""
+    from engine.summarize import compare_with_lead
+
+    return compare_with_lead(text, summary, reference)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def summary_metric_misses(reference: str):
+    """:func:`engine.summarize.metric_misses` (ROUGE and BLEU of the blind-spot examples)."""
+    from engine.summarize import metric_misses
+
+    return metric_misses(reference)
+
+
+# --- rlhf ---
+# The server's shared preference set is one engine object per model key (in memory, bounded, thread-safe). Answers to
+# rate, the reward model and best-of-n are keyed by plain values: the training pairs as tuples of strings, so a new
+# vote (a new tuple) trains a new reward model and an unchanged set reuses the cached one. DPO runs per session
+# (components.state) in the server's training line.
+PairRows = tuple[tuple[str, str, str], ...]
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def preference_store(model_key: str):
+    """The server's one :class:`engine.preference.PreferenceStore` for this model (votes of every session)."""
+    from engine.preference import PreferenceStore
+
+    return PreferenceStore()
+
+
+@st.cache_resource(show_spinner="The model is writing two answers…", max_entries=128)
+def rating_pair(model_key: str, prompt: str, seed: int) -> tuple[str, str]:
+    """Two sampled answers to ``prompt`` (:func:`engine.preference.rating_pair`; same seed, same pair)."""
+    from engine import preference as pref
+
+    return pref.rating_pair(load_model(model_key), prompt, seed)
+
+
+def _pairs(rows: PairRows):
+    from engine.preference import PreferencePair
+
+    return [PreferencePair(*r) for r in rows]
+
+
+# The reward model's features come from the sentence encoder (keyed by its encoder key, shared with the encoders page).
+@st.cache_resource(show_spinner="Training the reward model…", max_entries=8)
+def reward_report(encoder_key: str, train: PairRows, ties: PairRows = ()):
+    """:func:`engine.preference.fit_reward_model` on ``train`` (+ ties), tested on the built-in held-out pairs."""
+    from engine import preference as pref
+
+    return pref.fit_reward_model(encoder_model(encoder_key), _pairs(train), pref.builtin_set().held_out, ties)
+
+
+@st.cache_resource(show_spinner="Scoring the answers with the language model…", max_entries=8)
+def pair_likelihoods(model_key: str, pairs: PairRows):
+    """:func:`engine.preference.pair_likelihoods`: the LM's own log p of each pair's two answers."""
+    from engine import preference as pref
+
+    return pref.pair_likelihoods(load_model(model_key), _pairs(pairs))
+
+
+@st.cache_resource(show_spinner="Trying to fool the reward model…", max_entries=8)
+def reward_gaming(encoder_key: str, train: PairRows, ties: PairRows = ()):
+    """:func:`engine.preference.gaming_probes` on held-out pairs for the reward model trained on ``train``."""
+    from engine import preference as pref
+
+    model = reward_report(encoder_key, train, ties).model
+    return pref.gaming_probes(encoder_model(encoder_key), model, pref.builtin_set().held_out)
+
+
+@st.cache_resource(show_spinner="Sampling and scoring answers…", max_entries=32)
+def best_of_n(model_key: str, encoder_key: str, train: PairRows, ties: PairRows, prompt: str, n: int, seed: int):
+    """:func:`engine.preference.best_of_n` with the reward model trained on ``train``."""
+    from engine import preference as pref
+
+    model = reward_report(encoder_key, train, ties).model
+    return pref.best_of_n(load_model(model_key), encoder_model(encoder_key), model, prompt, n, seed)
+
+
+@st.cache_resource(show_spinner="The original model is answering…", max_entries=32)
+def original_answer(model_key: str, prompt: str) -> str:
+    """The shared model's greedy answer to ``prompt`` (chat template), for before/after comparisons."""
+    from engine import preference as pref
+
+    return pref.adapted_answer(load_model(model_key), None, prompt)
+
+
+# --- fine-tuning on a dataset ---
+@st.cache_resource(show_spinner="Reading the dataset…", max_entries=32)
+def fine_tune_dataset(model_key: str, name: str, data: bytes, seed: int = 0):
+    """An upload, a built-in (``name`` = ``"builtin:<key>"``, ``data`` empty) or typed lines, parsed, tokenized and
+    split: :class:`engine.datasets.Prepared`. Raises :class:`engine.datasets.DatasetError` with the message to show."""
+    from engine import datasets as ds
+
+    return ds.prepare(load_model(model_key), name, data, seed)
+
+
+@st.cache_resource(show_spinner="The original model is answering the probe…", max_entries=64)
+def fine_tune_probe_before(model_key: str, prompt: str, kind: str, reference: str | None = None):
+    """:func:`engine.training.probe_output` of the original shared model (shared by every session)."""
+    lm = load_model(model_key)
+    return tr.probe_output(lm, None, prompt, kind, reference)

@@ -6,8 +6,13 @@ page.
 
 from __future__ import annotations
 
+import hashlib
 import io
-from collections.abc import Callable, Sequence
+import pickle
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -16,6 +21,8 @@ import streamlit as st
 from components.figures.html import MAX_CHIPS, chips_html, token_piece_chips
 from components.frame import presentation_mode
 from engine import tokens as tok
+from engine.generation import StreamTally
+from engine.jobs import BackgroundJob
 
 
 def style_fig(fig: go.Figure, height: int | None = None, present: bool | None = None) -> go.Figure:
@@ -39,9 +46,59 @@ def style_fig(fig: go.Figure, height: int | None = None, present: bool | None = 
     return fig
 
 
+#: Styled figures kept by :func:`show_chart`, by content; bounded by the bytes of their content (not by count, so a
+#: few large heatmaps cannot hold hundreds of megabytes).
+_STYLED_MAX_BYTES = 16 * 2**20
+_styled: OrderedDict[bytes, tuple[go.Figure, int]] = OrderedDict()
+_styled_bytes = 0
+_styled_lock = threading.Lock()
+
+
+def _content_key(fig: go.Figure, height: int | None, present: bool) -> tuple[bytes, int] | None:
+    """A digest of everything a figure shows (its traces and layout as plotly holds them), or ``None`` when it cannot
+    be taken (animation frames, values pickle cannot handle): the figure is then styled on every run."""
+    if fig._frame_objs:
+        return None
+    try:
+        raw = pickle.dumps((fig._data, fig._layout, height, present), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - an unusual value in a figure only costs the shortcut
+        return None
+    return hashlib.blake2b(raw, digest_size=20).digest(), len(raw)
+
+
+def _styled_once(fig: go.Figure, height: int | None) -> go.Figure:
+    """``style_fig(fig, height)``, or the figure styled the same way earlier by any session when ``fig`` shows the same
+    content (plotly's validated ``update_layout`` costs several milliseconds of Python per chart and run; hashing the
+    figure costs a few hundredths of one)."""
+    global _styled_bytes
+    present = presentation_mode()
+    key = _content_key(fig, height, present)
+    if key is None:
+        return style_fig(fig, height, present)
+    digest, size = key
+    with _styled_lock:
+        hit = _styled.get(digest)
+        if hit is not None:
+            _styled.move_to_end(digest)
+            return hit[0]
+    styled = style_fig(fig, height, present)  # never mutated afterwards: st.plotly_chart serialises a copy
+    if size <= _STYLED_MAX_BYTES // 4:
+        with _styled_lock:
+            if digest not in _styled:
+                _styled[digest] = (styled, size)
+                _styled_bytes += size
+            while _styled_bytes > _STYLED_MAX_BYTES:
+                _styled_bytes -= _styled.popitem(last=False)[1][1]
+    return styled
+
+
 def show_chart(fig: go.Figure, key: str, height: int | None = None) -> None:
-    """Show a styled plotly figure, full width, with the image download button in its toolbar."""
-    _plot(style_fig(fig, height), key)
+    """Show a styled plotly figure, full width, with the image download button in its toolbar.
+
+    The styling is done once per distinct figure content for the whole server (see :func:`_styled_once`): a rerun or
+    another session showing the same chart skips it. Do not change ``fig`` after passing it here.
+    """
+    _plot(_styled_once(fig, height), key)
 
 
 @st.cache_resource(show_spinner=False, max_entries=256)
@@ -109,3 +166,70 @@ def tokenizer_chips(pieces: Sequence[tok.TokenPiece], show_markers: bool = False
     st.html(token_piece_chips(pieces, show_markers))
     if len(pieces) > MAX_CHIPS:
         st.caption(f"Showing the first {MAX_CHIPS:,} of {len(pieces):,} tokens; the counts above cover all of them.")
+
+
+def watch_job(
+    job: BackgroundJob,
+    describe: Callable[[BackgroundJob], str],
+    curve: Callable[[list[float]], go.Figure] | None = None,
+    key: str = "job",
+    poll_s: float = 0.5,
+) -> None:
+    """Draw a running :class:`engine.jobs.BackgroundJob`'s progress in this session until it ends.
+
+    The work itself runs once in its own thread (shared by every session for a server-wide run); each session only
+    draws: a progress bar labelled by ``describe(job)`` and, when ``curve`` is given, a live chart of ``job.values``
+    redrawn whenever a new value arrived. Both are removed when the job ends (the page then shows the result).
+
+    Args:
+        job: The job to watch (started by the caller).
+        describe: The bar's label, e.g. ``lambda j: f"step {j.step} of {j.total}"``.
+        curve: Builds the live chart from the values reported so far.
+        key: Prefix of the live chart's element keys.
+        poll_s: Seconds between redraws.
+    """
+    bar = st.progress(0.0, text=describe(job))
+    live = st.empty() if curve is not None else None
+    shown, drawn = None, 0
+    while not job.done:
+        text = describe(job)
+        if text != shown:
+            bar.progress(job.fraction, text=text)
+            shown = text
+        n = len(job.values)
+        if live is not None and n != drawn:
+            with live.container():
+                show_chart(curve(job.values[:n]), key=f"{key}_live_{n}")
+            drawn = n
+        time.sleep(poll_s)
+    bar.empty()
+    if live is not None:
+        live.empty()
+
+
+#: Redraws per second while text streams in: the eye sees smooth text, and Streamlit sends a few messages a second
+#: instead of one per token (each message re-sends the whole element: per-token updates slow generation down).
+STREAM_FPS = 12
+
+
+def stream_text(steps: Iterable, draw: Callable[[StreamTally], None], fps: float = STREAM_FPS) -> StreamTally:
+    """Consume a generation stream (:meth:`engine.lm.LanguageModel.generate_stream`) and redraw at a steady frame rate.
+
+    Args:
+        steps: ``GenStep`` items as the model produces them.
+        draw: Puts the text so far on the page (e.g. ``lambda t: box.html(...)``); called at most ``fps`` times a
+            second and once more at the end.
+        fps: Redraws per second.
+
+    Returns:
+        The final :class:`engine.generation.StreamTally` (text, tokens, seconds, time to first token).
+    """
+    tally, last, period = StreamTally(), 0.0, 1.0 / max(fps, 1e-3)
+    for step in steps:
+        tally.add(step)
+        now = time.perf_counter()
+        if tally.tokens == 1 or now - last >= period:  # the first token at once: time to first token is visible
+            draw(tally)
+            last = now
+    draw(tally)
+    return tally

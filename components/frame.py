@@ -8,9 +8,13 @@ a server start whenever the two differ.
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
+import os
+import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
@@ -57,8 +61,12 @@ PAGES: tuple[PageDef, ...] = (
             "GPT, BERT and T5 wiring live: a real encoder, sentence search, and an encoder-decoder trained here."),
     PageDef("pretraining", "Pretraining", ":material/menu_book:", "Training",
             "The next-token loss on any text, and one gradient step."),
-    PageDef("fine_tuning", "Fine-tuning & RLHF", ":material/tune:", "Training",
-            "Teach the model a fact live on this CPU; instruction tuning and preferences."),
+    PageDef("fine_tuning", "Fine-tuning", ":material/tune:", "Training",
+            "Fine-tune the real model on your own dataset, live on this CPU; instruction tuning."),
+    PageDef("rlhf", "RLHF & preferences", ":material/thumbs_up_down:", "Training",
+            "Rank answers, train a reward model on the votes, and preference-tune the live model (DPO)."),
+    PageDef("using_llms", "Using an LLM: APIs & serving", ":material/api:", "Using an LLM",
+            "Your chat turn as an API request and response, and what the server does inside."),
     PageDef("tokenization", "Tokenization", ":material/token:", "Key concepts",
             "How text becomes the pieces the model reads."),
     PageDef("embeddings", "Embeddings", ":material/scatter_plot:", "Key concepts",
@@ -71,6 +79,8 @@ PAGES: tuple[PageDef, ...] = (
             "Chat templates, zero-shot vs few-shot, and a small chat."),
     PageDef("evaluation", "Evaluation", ":material/analytics:", "Evaluation & the big picture",
             "Perplexity and BLEU, and what they miss."),
+    PageDef("summarization", "Summarization", ":material/summarize:", "Evaluation & the big picture",
+            "The model summarizes your text; ROUGE against your reference and a lead-sentences baseline."),
     PageDef("diffusion", "Diffusion models", ":material/blur_on:", "Evaluation & the big picture",
             "Generative AI beyond text: a diffusion model draws digits on this CPU, noise to image."),
     PageDef("genai_landscape", "The generative-AI map", ":material/account_tree:", "Evaluation & the big picture",
@@ -91,18 +101,30 @@ def available_pages() -> list[PageDef]:
     return list(_existing_pages())
 
 
-def build_navigation() -> tuple[dict[str, list], dict[str, object]]:
-    """``st.Page`` objects grouped by section, and a stem → page map for links."""
-    sections: dict[str, list] = {}
-    by_stem: dict[str, object] = {}
-    for page in available_pages():
-        sp = st.Page(
+#: One ``st.Page`` per page for the whole process (stem → page): building one resolves and checks its file and its
+#: icon; every run of every session then takes a shallow copy (the copy carries that run's "may run" flag).
+_nav_pages: dict[str, st.Page] = {}
+
+
+def _nav_page(page: PageDef) -> st.Page:
+    built = _nav_pages.get(page.stem)
+    if built is None:
+        built = _nav_pages[page.stem] = st.Page(
             str(page.path),
             title=page.title,
             icon=page.icon,
             url_path=page.stem,
             default=page.stem == "home",
         )
+    return copy.copy(built)
+
+
+def build_navigation() -> tuple[dict[str, list], dict[str, object]]:
+    """``st.Page`` objects grouped by section, and a stem → page map for links."""
+    sections: dict[str, list] = {}
+    by_stem: dict[str, object] = {}
+    for page in available_pages():
+        sp = _nav_page(page)
         sections.setdefault(page.section, []).append(sp)
         by_stem[page.stem] = sp
     return sections, by_stem
@@ -160,6 +182,46 @@ def ensure_frame() -> None:
 
     PagesManager.uses_pages_directory = False
     st.rerun()
+
+
+# --- per-run CPU time (where a class's server time goes) ---
+#: Environment switch: ``LLMX_PROFILE_RUNS=1`` prints one line per completed script run to the server's stderr.
+PROFILE_ENV = "LLMX_PROFILE_RUNS"
+#: First word of that line, e.g. ``llmx-run page=next_token frame_ms=4.1 page_ms=19.8 total_ms=23.9``.
+RUN_LOG_PREFIX = "llmx-run"
+
+
+class RunTimer:
+    """CPU time of this script run, split into the frame and the page (``time.thread_time``: this session's script
+    thread only, so other sessions and background jobs running at the same time do not count).
+
+    It covers what the script does: widgets, figures, cached lookups and turning elements into protobuf messages. The
+    websocket writes happen on the server's event loop and are not included.
+    """
+
+    def __init__(self) -> None:
+        self.enabled = os.environ.get(PROFILE_ENV, "") == "1"
+        self.start = time.thread_time()
+        self.page_s = 0.0
+
+    def page(self, run) -> None:
+        """Run the page (``run()``), timing it separately from the frame."""
+        t0 = time.thread_time()
+        try:
+            run()
+        finally:
+            self.page_s += time.thread_time() - t0
+
+    def report(self, stem: str) -> None:
+        """Print the run's figures (only with ``LLMX_PROFILE_RUNS=1``)."""
+        if not self.enabled:
+            return
+        total = (time.thread_time() - self.start) * 1000
+        page = self.page_s * 1000
+        # One write per line: sessions run on their own threads, and print() writes the newline separately.
+        sys.stderr.write(f"{RUN_LOG_PREFIX} page={stem} frame_ms={total - page:.1f} page_ms={page:.1f} "
+                         f"total_ms={total:.1f}\n")
+        sys.stderr.flush()
 
 
 class _PageEnd(Exception):

@@ -110,7 +110,7 @@ def live_prompt_input(label: str, help: str | None = None) -> str:
 
 
 def fast_generation_toggle(key: str) -> bool:
-    """The switch between the fast 4-bit generation loop and the exact float32 model, with its honest label."""
+    """The switch between the fast 4-bit generation loop and the float32 path every number comes from."""
     return st.toggle(
         "Fast 4-bit mode",
         value=True,
@@ -118,7 +118,7 @@ def fast_generation_toggle(key: str) -> bool:
         bind="query-params",
         help="On: the weights are rounded to 4 bits per number (in groups of 32, as in the model file this app ships) "
         "and multiplied in bfloat16, like llama.cpp does: about twice as fast on a CPU, but the numbers differ "
-        "slightly, so a long text can take another turn after a few tokens. Off: the exact float32 model, the one "
-        "every probability on these pages comes from.",
+        "slightly, so a long text can take another turn after a few tokens. Off: float32 arithmetic on the same "
+        "4-bit weights unpacked to float32, the path every probability on these pages comes from.",
     )
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import gc
 import os
-import time
 
 import streamlit as st
 
+from components.display import watch_job
+from components.frame import end_page
 from engine.lm import LanguageModel
 from engine.loader import LOADS, LoadJob, ModelLoadError
 from engine.registry import ALLOWED_MODELS, DEFAULT_KEY, choose_key
+from engine.weights import weights_lineage
 
 MODEL_KEY = "model"
 #: Session-state key: the attempt (``LoadJob.generation``) this session has already seen fail.
@@ -36,7 +38,7 @@ def load_model(key: str) -> LanguageModel:
     Raises:
         ModelLoadError: If the model cannot be loaded.
     """
-    return LOADS.start(key).wait()
+    return LOADS.start(key).model()
 
 
 def selected_key() -> str:
@@ -61,23 +63,17 @@ def _ready(job: LoadJob) -> LanguageModel:
         # holding the GIL, which every session shares).
         gc.freeze()
         _frozen = True
+    # The 4-bit decoder for free-running generation, packed in the background once per model (low priority) instead
+    # of on a learner's first Generate click; returns at once when it is built or being built.
+    job.result.prepare_fast_decoder()
     return job.result
 
 
 def _show_progress(job: LoadJob) -> None:
     """Draw the running load's stages in this session until it ends (the work itself is shared)."""
-    label = "Preparing the language model…"
-    with st.status(label, expanded=True) as status:
-        bar = st.progress(0.0)
-        note = st.empty()
-        shown = None
-        while not job.done:
-            text = f"{job.message} ({job.elapsed:.0f} s)"
-            if text != shown:
-                bar.progress(job.fraction, text=text)
-                shown = text
-            time.sleep(_POLL_S)
-        note.caption(f"Took {job.elapsed:.0f} s. Every visitor shares this one load; later starts take seconds.")
+    with st.status("Preparing the language model…", expanded=True) as status:
+        watch_job(job, lambda j: f"{j.message} ({j.elapsed:.0f} s)", poll_s=_POLL_S)
+        st.caption(f"Took {job.elapsed:.0f} s. Every visitor shares this one load; later starts take seconds.")
         if job.error is None:
             status.update(label="Model ready", state="complete", expanded=False)
         else:
@@ -98,7 +94,7 @@ def get_lm(show_progress: bool = False) -> LanguageModel | None:
         return None
     if job.error is not None:
         st.session_state[_SEEN_FAILURE] = job.generation
-        st.session_state["_model_error"] = job.error
+        st.session_state["_model_error"] = job.load_error
         return None
     st.session_state.pop("_model_error", None)
     return _ready(job)
@@ -124,7 +120,31 @@ def require_lm() -> LanguageModel:
         st.rerun()
     if selected_key() != DEFAULT_KEY:
         st.info("You can pick the default embedded model in the sidebar.", icon=":material/info:")
-    st.stop()
+    end_page()
+
+
+def _original_weights_note(lm: LanguageModel) -> None:
+    """How far the 4-bit weights are from the original ones: measured when the original weights are on this computer,
+    otherwise why it cannot be measured here."""
+    from components import caches  # caches imports this module: import on use
+
+    if getattr(lm.source, "kind", None) not in ("cache", "gguf"):
+        st.caption("These are the original weights: there is no 4-bit step to measure.")
+        return
+    if caches.original_weights_path(lm.key) is None:
+        st.caption(
+            "**Difference from the original weights: not measured here.** Measuring it needs the original weights, "
+            f"which are not in this computer's Hugging Face cache, and the app never downloads at run time. Every "
+            f"number on these pages is exact for the 4-bit model, close to (not equal to) the original {lm.info.name}."
+        )
+        return
+    if st.button("Measure against the original weights", key="card_measure", icon=":material/compare_arrows:"):
+        cmp = caches.original_weights_difference(lm.key)
+        if cmp is not None:
+            st.caption(
+                f"On {len(cmp.prompts)} prompts: the most likely next token agrees on {cmp.top1_agreement:.0%}; mean "
+                f"KL divergence {cmp.mean_kl:.4f} nats, mean total variation {cmp.mean_total_variation:.3f}."
+            )
 
 
 def sidebar_model_card() -> None:
@@ -163,10 +183,15 @@ def sidebar_model_card() -> None:
                         f"- Hidden size: {info.hidden_size} (head size {info.head_dim})",
                         f"- Vocabulary: {info.vocab_size:,} tokens",
                         f"- Context window: {info.context_length:,} tokens",
-                        f"- Weights: {info.dtype} on CPU",
                         f"- Source: {info.source}",
                         f"- Loaded in {info.load_seconds:.1f} s",
+                        "",
+                        "**Which weights these are**",
+                        *(f"{n}. {line}" for n, line in enumerate(weights_lineage(
+                            getattr(lm.source, "kind", None), lm.spec.hub_id, lm.spec.gguf_file,
+                            lm.spec.gguf_package, info.dtype), start=1)),
                     ]
                 )
             )
+            _original_weights_note(lm)
         st.caption(f":material/check_circle: {lm.info.name} ready (loaded in {lm.info.load_seconds:.1f} s)")

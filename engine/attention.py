@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from engine.lm import LanguageModel
+from engine.text import token_label
 
 #: Metrics for the layers × heads overview grid: key → (label, explanation).
 HEAD_METRICS: dict[str, tuple[str, str]] = {
@@ -60,6 +61,13 @@ class AttentionRun:
         logits: ``[T, V]`` next-token scores.
         head_outputs: ``[L, T, H*d]`` what each layer fed to its output projection (every head's weighted sum of
             values, concatenated), recorded by a hook: the reference for :func:`head_arithmetic`.
+        attn_norms: ``[L, T]`` length (L2 norm) of what each layer's attention added to each position's vector.
+        mlp_norms: ``[L, T]`` length of what each layer's MLP added.
+        final_residual: ``[T, D]`` the residual stream after the last layer, before the final RMSNorm (the last entry
+            of ``hidden_states`` is already normed).
+        last_attn: ``[L, D]`` what each layer's attention added to the last position's vector.
+        last_mlp: ``[L, D]`` what each layer's MLP added to the last position's vector.
+        mlp_width: Width of the MLP's hidden layer (each token's D numbers are expanded to this many, then back).
     """
 
     ids: list[int]
@@ -68,39 +76,63 @@ class AttentionRun:
     hidden_states: torch.Tensor
     logits: torch.Tensor
     head_outputs: torch.Tensor
+    attn_norms: torch.Tensor
+    mlp_norms: torch.Tensor
+    final_residual: torch.Tensor
+    last_attn: torch.Tensor
+    last_mlp: torch.Tensor
+    mlp_width: int
 
 
 def run_attention(lm: LanguageModel, ids: Sequence[int]) -> AttentionRun:
-    """Run the model once over ``ids`` and keep attentions, hidden states and every head's output.
+    """Run the model once over ``ids`` and keep attentions, hidden states, every head's output and what attention
+    and the MLP of each layer added to the residual stream.
 
     Args:
         lm: The model (loaded with eager attention so weights are returned).
         ids: Token ids (non-empty).
     """
     layers = lm.model.model.layers
-    captured: list[torch.Tensor | None] = [None] * len(layers)
+    n = len(layers)
+    heads_in: list[torch.Tensor | None] = [None] * n  # [T, H*d] input of each output projection
+    attn_out: list[torch.Tensor | None] = [None] * n  # [T, D] attention's update to the residual stream
+    mlp_out: list[torch.Tensor | None] = [None] * n  # [T, D] the MLP's update
+    final: list[torch.Tensor | None] = [None]  # [T, D] residual stream entering the final norm
 
-    def make_hook(i: int):
-        def hook(_module, args):
-            captured[i] = args[0].detach()[0].float().clone()  # [T, H*d]
+    def keep(store: list, i: int, pre: bool):
+        def hook(_module, args, output=None):
+            store[i] = (args[0] if pre else output).detach()[0].float().clone()
 
         return hook
 
     # Hooks on the shared model would also fire for other sessions' forwards: hold the model exclusively.
     with lm.exclusive():
-        handles = [layer.self_attn.o_proj.register_forward_pre_hook(make_hook(i)) for i, layer in enumerate(layers)]
+        handles = []
+        for i, layer in enumerate(layers):
+            handles.append(layer.self_attn.o_proj.register_forward_pre_hook(keep(heads_in, i, pre=True)))
+            handles.append(layer.self_attn.o_proj.register_forward_hook(keep(attn_out, i, pre=False)))
+            handles.append(layer.mlp.register_forward_hook(keep(mlp_out, i, pre=False)))
+        handles.append(lm.model.model.norm.register_forward_pre_hook(keep(final, 0, pre=True)))
         try:
             res = lm.forward(ids, attentions=True, hidden_states=True)
         finally:
             for h in handles:
                 h.remove()
+    attn_updates = torch.stack(attn_out)  # [L, T, D]
+    mlp_updates = torch.stack(mlp_out)  # [L, T, D]
     return AttentionRun(
         ids=list(res.ids),
         tokens=lm.token_texts(res.ids),
         attentions=res.attentions.float(),  # [L, H, T, T]
         hidden_states=res.hidden_states.float(),  # [L+1, T, D]
         logits=res.logits,  # [T, V]
-        head_outputs=torch.stack(captured),  # [L, T, H*d]
+        head_outputs=torch.stack(heads_in),  # [L, T, H*d]
+        attn_norms=attn_updates.norm(dim=-1),  # [L, T]
+        mlp_norms=mlp_updates.norm(dim=-1),  # [L, T]
+        final_residual=final[0],  # [T, D]
+        last_attn=attn_updates[:, -1].clone(),  # [L, D]
+        last_mlp=mlp_updates[:, -1].clone(),  # [L, D]
+        mlp_width=int(layers[0].mlp.up_proj.out_features),
     )
 
 
@@ -166,6 +198,210 @@ def masked_mass(attentions: torch.Tensor) -> float:
     return float(attentions[..., future].abs().sum())
 
 
+# ------------------------------------------------------------------------------------------- views for the page
+@dataclass
+class TokenView:
+    """What one query position reads: one head, or an average over heads and/or layers.
+
+    Attributes:
+        position: The query position.
+        weights: ``[position+1]`` weights over keys ``0..position`` (they sum to 1).
+        top: The key position with the largest weight.
+        top_weight: That weight.
+        sink_on_top: True when the largest weight goes to the first token although the query can see others.
+    """
+
+    position: int
+    weights: torch.Tensor
+    top: int
+    top_weight: float
+    sink_on_top: bool
+
+
+def token_view(attentions: torch.Tensor, position: int, layer: int | None = None, head: int | None = None) -> TokenView:
+    """What ``position`` attends to in one layer (or averaged over layers) and one head (or averaged over heads).
+
+    Args:
+        attentions: ``[L, H, T, T]`` weights.
+        position: Query position (0-based).
+        layer: One layer, or ``None`` for the average over layers.
+        head: One head, or ``None`` for the average over heads.
+    """
+    per_head = token_attention(attentions, position, layer)  # [H, position+1]
+    weights = per_head.mean(0) if head is None else per_head[head]  # [position+1]
+    top = int(weights.argmax())
+    return TokenView(position, weights, top, float(weights[top]), top == 0 and position > 0)
+
+
+@dataclass
+class HeadView:
+    """One head's ``[T, T]`` attention matrix and where the last token looks hardest.
+
+    Attributes:
+        layer: Layer index.
+        head: Head index.
+        weights: ``[T, T]`` rows = queries, columns = keys.
+        last_top: Key position the last token weighs most.
+        last_top_weight: That weight.
+    """
+
+    layer: int
+    head: int
+    weights: torch.Tensor
+    last_top: int
+    last_top_weight: float
+
+
+def head_view(attentions: torch.Tensor, layer: int, head: int) -> HeadView:
+    """One head's matrix (a slice of ``attentions`` ``[L, H, T, T]``) and the last row's strongest key."""
+    weights = attentions[layer, head]  # [T, T]
+    last = weights[-1]  # [T]
+    top = int(last.argmax())
+    return HeadView(layer, head, weights, top, float(last[top]))
+
+
+@dataclass
+class HeadOverview:
+    """Every head summarised by one metric, and the head where it is highest.
+
+    Attributes:
+        metric: A key of :data:`HEAD_METRICS`.
+        grid: ``[L, H]`` the metric per layer and head.
+        best_layer: Layer of the highest value.
+        best_head: Head of the highest value.
+        best_value: The highest value.
+    """
+
+    metric: str
+    grid: torch.Tensor
+    best_layer: int
+    best_head: int
+    best_value: float
+
+    @property
+    def label(self) -> str:
+        """The metric's readable name."""
+        return HEAD_METRICS[self.metric][0]
+
+    def records(self) -> list[dict]:
+        """One row per head (layer, head, value rounded to 5 decimals), for a table or a CSV file."""
+        L, H = self.grid.shape
+        return [{"layer": li, "head": h, self.label: round(float(self.grid[li, h]), 5)} for li in range(L)
+                for h in range(H)]
+
+
+def head_overview(attentions: torch.Tensor, metric: str) -> HeadOverview:
+    """:func:`head_metric` for every head plus its maximum (``attentions``: ``[L, H, T, T]``)."""
+    grid = head_metric(attentions, metric)  # [L, H]
+    flat = int(grid.flatten().argmax())
+    H = grid.shape[1]
+    return HeadOverview(metric, grid, flat // H, flat % H, float(grid.flatten()[flat]))
+
+
+@dataclass
+class AttentionFacts:
+    """Whole-model facts about one prompt's attention.
+
+    Attributes:
+        sink: Average weight on the first token (every layer, head and position after the first).
+        future: Total weight on future tokens (0 for a causal model).
+        kv_groups: For each key/value head, the query heads that share it (grouped-query attention).
+        average: ``[T, T]`` attention averaged over every layer and head.
+    """
+
+    sink: float
+    future: float
+    kv_groups: list[list[int]]
+    average: torch.Tensor
+
+    @property
+    def kv_saving(self) -> int:
+        """How many times smaller the KV cache is than with one key/value head per query head."""
+        return len(self.kv_groups[0]) if self.kv_groups else 1
+
+
+def attention_facts(attentions: torch.Tensor, kv_heads: int) -> AttentionFacts:
+    """Sink share, future mass, key/value groups and the average pattern of ``attentions`` ``[L, H, T, T]``.
+
+    Args:
+        attentions: The weights of one forward pass.
+        kv_heads: The model's number of key/value heads (it must divide the number of query heads).
+    """
+    H = attentions.shape[1]
+    size = H // kv_heads
+    return AttentionFacts(
+        sink=sink_share(attentions),
+        future=masked_mass(attentions),
+        kv_groups=[list(range(g * size, (g + 1) * size)) for g in range(kv_heads)],
+        average=attentions.mean(dim=(0, 1)),  # [T, T] over layers and heads
+    )
+
+
+@dataclass
+class BlockFlow:
+    """How one position's vector changes through the blocks: the residual stream and what each part adds.
+
+    A llama block does ``x = x + attention(RMSNorm(x))`` then ``x = x + MLP(RMSNorm(x))``: attention and the MLP
+    never replace the vector, they add to it. The lengths here are L2 norms of those vectors.
+
+    Attributes:
+        position: The position read.
+        residual: ``[L+1]`` length of the vector entering each layer; the last entry is after the last layer, before
+            the final RMSNorm.
+        rms: ``[L+1]`` the same vectors' root-mean-square (what RMSNorm divides by).
+        attn: ``[L]`` length of what each layer's attention added.
+        mlp: ``[L]`` length of what each layer's MLP added.
+        mlp_larger: In how many layers the MLP changed the vector more than attention did.
+        biggest_attn: Layer where attention added the most.
+        biggest_mlp: Layer where the MLP added the most.
+        mlp_width: Width of the MLP's hidden layer.
+    """
+
+    position: int
+    residual: torch.Tensor
+    rms: torch.Tensor
+    attn: torch.Tensor
+    mlp: torch.Tensor
+    mlp_larger: int
+    biggest_attn: int
+    biggest_mlp: int
+    mlp_width: int
+
+    def records(self) -> list[dict]:
+        """One row per layer: the lengths entering it and added by its two parts (rounded to 4 decimals)."""
+        return [
+            {"layer": i, "residual stream length entering": round(float(self.residual[i]), 4),
+             "added by attention": round(float(self.attn[i]), 4), "added by the MLP": round(float(self.mlp[i]), 4)}
+            for i in range(len(self.attn))
+        ]
+
+
+def block_flow(run: AttentionRun, position: int = -1) -> BlockFlow:
+    """The residual stream's length per layer at one position, and how much attention and the MLP add to it.
+
+    Args:
+        run: A :func:`run_attention` result.
+        position: The position to read (default: the last, whose vector becomes the next-token prediction).
+    """
+    T = len(run.ids)
+    pos = position % T
+    stream = torch.cat([run.hidden_states[:-1, pos], run.final_residual[pos : pos + 1]])  # [L+1, D] un-normed
+    residual = stream.norm(dim=-1)  # [L+1]
+    rms = residual / math.sqrt(stream.shape[-1])  # [L+1] RMS = ‖x‖ / √D
+    attn, mlp = run.attn_norms[:, pos], run.mlp_norms[:, pos]  # [L] each
+    return BlockFlow(
+        position=pos,
+        residual=residual,
+        rms=rms,
+        attn=attn,
+        mlp=mlp,
+        mlp_larger=int((mlp > attn).sum()),
+        biggest_attn=int(attn.argmax()),
+        biggest_mlp=int(mlp.argmax()),
+        mlp_width=run.mlp_width,
+    )
+
+
 # ------------------------------------------------------------------------------------------- one head by hand
 @dataclass
 class HeadArithmetic:
@@ -213,6 +449,11 @@ class HeadArithmetic:
     model_output: torch.Tensor
     max_weight_diff: float
     max_output_diff: float
+
+    @property
+    def sqrt_d(self) -> float:
+        """√d, what the scores are divided by."""
+        return math.sqrt(self.head_dim)
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -339,6 +580,15 @@ class GeneratedAttention:
     def prompt_share(self, layer: int | None = None) -> torch.Tensor:
         """``[G]`` total weight on the prompt (the rest went to tokens generated before)."""
         return self.over_prompt(layer).sum(-1)
+
+    def steps(self, layer: int | None = None) -> list[dict]:
+        """One row per generated token: its text, probability, and the weight on the prompt vs on earlier output."""
+        share = self.prompt_share(layer)  # [G]
+        return [
+            {"step": g + 1, "generated token": token_label(t), "probability": round(p, 4),
+             "weight on the prompt": round(float(s), 3), "weight on its own earlier output": round(1 - float(s), 3)}
+            for g, (t, p, s) in enumerate(zip(self.generated, self.probs, share, strict=True))
+        ]
 
 
 def generated_attention(lm: LanguageModel, ids: Sequence[int], new_tokens: int) -> GeneratedAttention:

@@ -59,7 +59,7 @@ class WindowView:
 
 
 def apply_window(ids: Sequence[int], window: int) -> WindowView:
-    """Keep the last ``window`` tokens of ``ids``, as a chat app or a truncating API does when the text is too long.
+    """Keep the last ``window`` tokens of ``ids``, as a truncating API does with a plain text that is too long.
 
     A text of exactly ``window`` tokens fits entirely; one more token pushes out the oldest one.
 

@@ -589,6 +589,11 @@ class Nearest:
     #: Typical distance from a real digit to its closest *other* training digit, for comparison.
     real_to_real: float
 
+    @property
+    def median_distance(self) -> float:
+        """Median distance from a generated digit to its closest training digit."""
+        return float(np.median(self.distance)) if self.distance else float("nan")
+
 
 def nearest_training(images: torch.Tensor, data: torch.Tensor) -> Nearest:
     """Nearest training image to each generated one (``[N, 64]`` vs ``[M, 64]``), with a real-vs-real baseline."""

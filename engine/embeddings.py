@@ -37,7 +37,49 @@ def is_tied(lm: LanguageModel) -> bool:
     return out is not None and out.weight.data_ptr() == embedding_matrix(lm).data_ptr()
 
 
+@dataclass(frozen=True)
+class TableSummary:
+    """The embedding table's size and share of the model, read from the weights.
+
+    Attributes:
+        rows: ``V``, one row per vocabulary entry.
+        dims: ``D``, numbers per token.
+        numbers: ``V × D``.
+        share: ``numbers`` / all parameters of the model.
+        tied: Whether the output layer reuses the same table.
+    """
+
+    rows: int
+    dims: int
+    numbers: int
+    share: float
+    tied: bool
+
+
+def table_summary(lm: LanguageModel) -> TableSummary:
+    """Shape of the embedding table, its share of the parameters and whether it is tied to the output layer."""
+    V, D = embedding_matrix(lm).shape
+    return TableSummary(rows=V, dims=D, numbers=V * D, share=V * D / lm.info.parameters, tied=is_tied(lm))
+
+
 # ------------------------------------------------------------------------------------------------ words → vectors
+@dataclass(frozen=True)
+class VectorSummary:
+    """A few facts about one vector: its length, its range and its ``top`` largest dimensions (by magnitude)."""
+
+    length: float
+    low: float
+    high: float
+    top_dims: tuple[int, ...]
+
+
+def vector_summary(vector: torch.Tensor, top: int = 3) -> VectorSummary:
+    """Summarise a ``[D]`` vector: length, smallest and largest value, dimensions with the largest magnitude."""
+    v = vector.double()  # [D]
+    order = torch.argsort(v.abs(), descending=True, stable=True)[: max(0, int(top))]
+    return VectorSummary(float(v.norm()), float(v.min()), float(v.max()), tuple(int(i) for i in order))
+
+
 @dataclass(frozen=True)
 class WordVector:
     """A word turned into one vector via the embedding table.
@@ -59,6 +101,21 @@ class WordVector:
     @property
     def n_tokens(self) -> int:
         return len(self.ids)
+
+    def rows(self, lm: LanguageModel) -> tuple[np.ndarray, list[str]]:
+        """The table rows of the word's tokens, plus their average when there are several, with a label each.
+
+        Returns:
+            ``[n, D]`` (or ``[n + 1, D]`` with the average last) and the labels.
+        """
+        rows = embedding_matrix(lm)[self.ids].float().numpy()  # [n, D]
+        if self.n_tokens == 1:
+            return rows, list(self.pieces)
+        return np.vstack([rows, self.vector.float().numpy()[None, :]]), [*self.pieces, "average"]  # [n + 1, D]
+
+    def summary(self, top: int = 3) -> VectorSummary:
+        """Length, smallest and largest value, and the dimensions of largest magnitude of :attr:`vector`."""
+        return vector_summary(self.vector, top)
 
     @property
     def label(self) -> str:
@@ -424,6 +481,40 @@ class ContextualResult:
             if sel.any():
                 out[name] = sims[:, iu[0][sel], iu[1][sel]].mean(axis=1)
         return out
+
+    def gap(self, layer: int) -> ContextGap | None:
+        """Same-meaning vs different-meaning similarity at ``layer``, and the layer where they differ most; ``None``
+        unless both meanings have sentences."""
+        curves = self.group_curves()
+        across = curves.get("across A and B")
+        within_curves = [v for n, v in curves.items() if n != "across A and B"]
+        if across is None or not within_curves:
+            return None
+        within = np.mean(within_curves, axis=0)  # [L+1]
+        gap = within - across  # [L+1]
+        best = int(np.argmax(gap))
+        return ContextGap(layer, float(within[layer]), float(across[layer]), float(gap[layer]), best, float(gap[best]))
+
+
+@dataclass(frozen=True)
+class ContextGap:
+    """How far apart the two meanings are at one layer.
+
+    Attributes:
+        layer: The layer asked about.
+        within: Mean cosine between uses of the same meaning there (average of the within-A and within-B curves).
+        across: Mean cosine between uses of different meanings there.
+        gap: ``within - across``.
+        best_layer: The layer with the largest gap.
+        best_gap: That gap.
+    """
+
+    layer: int
+    within: float
+    across: float
+    gap: float
+    best_layer: int
+    best_gap: float
 
 
 def contextual_vectors(

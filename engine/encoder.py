@@ -334,15 +334,22 @@ def decoder_attention(lm, text: str, cap: int = MAX_ENCODER_TOKENS) -> tuple[lis
     return lm.token_texts(ids), res.attentions.float()  # [L, H, T, T]
 
 
-def layer_average(attentions: torch.Tensor, layer: int | None = None) -> torch.Tensor:
-    """``[T, T]`` (or ``[T, S]``) attention averaged over heads, of one layer or (``None``) of all layers.
+def layer_average(attentions: torch.Tensor, layer: int | None = None, head: int | None = None) -> torch.Tensor:
+    """``[T, T]`` (or ``[T, S]``) attention of one layer or all, one head or all, averaged over what is not chosen.
 
     Args:
         attentions: ``[L, H, T, S]`` weights.
-        layer: A layer index, or ``None``.
+        layer: A layer index; ``None`` or a negative number: every layer.
+        head: A head index; ``None`` or a negative number: every head.
     """
-    a = attentions if layer is None else attentions[layer : layer + 1]  # [L', H, T, S]
+    a = attentions if layer is None or layer < 0 else attentions[layer : layer + 1]  # [L', H, T, S]
+    a = a if head is None or head < 0 else a[:, head : head + 1]  # [L', H', T, S]
     return a.double().mean(dim=(0, 1)).float()  # [T, S]
+
+
+def short_labels(texts: Sequence[str], width: int = 28) -> list[str]:
+    """Each text cut to ``width`` characters (an ellipsis marks a cut), for chart axes; hover shows the whole text."""
+    return [t if len(t) <= width else t[: width - 1] + "…" for t in texts]
 
 
 # ------------------------------------------------------------------------------------------------------ comparisons

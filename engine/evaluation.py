@@ -142,3 +142,14 @@ def bleu_or_message(hypothesis: str, references: Sequence[str]) -> tuple[BleuRes
         return sentence_bleu(hypothesis[:MAX_BLEU_CHARS], references), None
     except ValueError as err:
         return None, str(err)
+
+
+def lowest_perplexity(perplexities: dict[str, float]) -> str:
+    """The name with the lowest perplexity (the text the model finds most predictable; the first one on a tie).
+
+    Raises:
+        ValueError: If there is nothing to compare.
+    """
+    if not perplexities:
+        raise ValueError("No perplexities to compare.")
+    return min(perplexities, key=lambda name: perplexities[name])

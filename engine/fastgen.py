@@ -8,7 +8,7 @@ PyTorch's int4 CPU kernel. The norms, rotary positions, attention softmax and re
 
 What it changes: the numbers are close to the float32 model's but not equal, so a long generated text can take a
 different turn after a few tokens (the pages that use it say so). Every probability, attention weight and embedding
-the pages *show* comes from the exact float32 model, never from here.
+the pages *show* comes from the float32 path (the shipped 4-bit values unpacked to float32), never from here.
 
 ``quantize=False`` runs the same loop with the float32 weights: the tests use it to check the loop's math against the
 library's forward (logits equal within float tolerance).
@@ -38,17 +38,26 @@ class Int4Linear:
     The group's scale is (max − min)/15 and its offset puts q = 0 on the minimum: the Q4_1 recipe.
     """
 
+    #: Rows packed at a time: the float32 and int32 temporaries of one chunk stay a few MB, instead of ~340 MB at
+    #: once for the 49,152-row output layer (the server's peak memory). A multiple of 64: the kernel packs rows in
+    #: blocks of 64, so only such chunks concatenate to the whole-matrix packing (the tests check it).
+    CHUNK_ROWS = 4096
+
     def __init__(self, weight: torch.Tensor, group: int = GROUP) -> None:
         n, k = weight.shape
         if k % group:
             raise ValueError(f"in-features {k} is not a multiple of the group size {group}")
-        w = weight.detach().float().reshape(n, k // group, group)  # [N, K/G, G]
-        lo, hi = w.amin(-1), w.amax(-1)  # [N, K/G]
-        step = ((hi - lo) / 15).clamp_min(1e-12)
-        q = torch.round((w - lo[..., None]) / step[..., None]).clamp(0, 15).to(torch.int32).reshape(n, k)
-        # The kernel's convention is w = (q - 8)·scale + zero, so zero = min + 8·step: [K/G, N, 2] in bfloat16
-        self.scales_zeros = torch.stack([step, lo + 8 * step], -1).transpose(0, 1).contiguous().to(torch.bfloat16)
-        self.packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)  # [N, K/2] uint8
+        packed, scales_zeros = [], []
+        for r in range(0, n, self.CHUNK_ROWS):  # rows pack independently: chunks concatenate to the whole
+            w = weight[r : r + self.CHUNK_ROWS].detach().float().reshape(-1, k // group, group)  # [n, K/G, G]
+            lo, hi = w.amin(-1), w.amax(-1)  # [n, K/G]
+            step = ((hi - lo) / 15).clamp_min(1e-12)
+            q = torch.round((w - lo[..., None]) / step[..., None]).clamp(0, 15).to(torch.int32).reshape(-1, k)
+            packed.append(torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1))  # [n, K/2] uint8
+            # The kernel's convention is w = (q - 8)·scale + zero, so zero = min + 8·step: [K/G, n, 2] in bfloat16
+            scales_zeros.append(torch.stack([step, lo + 8 * step], -1).transpose(0, 1).to(torch.bfloat16))
+        self.packed = packed[0] if len(packed) == 1 else torch.cat(packed)  # [N, K/2]
+        self.scales_zeros = torch.cat(scales_zeros, 1).contiguous()  # [K/G, N, 2]
         self.group = group
         self.nbytes = self.packed.numel() + self.scales_zeros.numel() * 2
         self.operands = (self.packed, self.scales_zeros)  # what the compiled step reads
@@ -81,13 +90,18 @@ class FastDecoder:
     Args:
         model: A Hugging Face ``LlamaForCausalLM`` in eval mode (read only).
         quantize: 4-bit weights with the bfloat16 kernel (fast) or the float32 weights (exact reference).
+        params: The model's weights by name (``named_parameters(remove_duplicate=False)``), taken by the caller
+            while no other thread swaps module weights (see :meth:`engine.lm.LanguageModel.fast_decoder`); the slow
+            part (packing every matrix to 4 bits) then needs no lock. Defaults to reading the modules now.
     """
 
-    def __init__(self, model, quantize: bool = True) -> None:
+    def __init__(self, model, quantize: bool = True, params: dict[str, torch.Tensor] | None = None) -> None:
         if not self.supports(model):
             raise ValueError("FastDecoder supports the plain llama block (SiLU MLP, no biases).")
         if quantize and not int4_kernel_available():
             raise ValueError("This PyTorch build has no int4 CPU kernel.")
+        if params is None:
+            params = {n: t.detach() for n, t in model.named_parameters(remove_duplicate=False)}
         cfg = model.config
         self.quantized = quantize
         self.n_heads = cfg.num_attention_heads
@@ -98,22 +112,24 @@ class FastDecoder:
         self.scale = 1.0 / math.sqrt(self.head_dim)
         make = Int4Linear if quantize else Float32Linear
         self.layers = []
-        for layer in model.model.layers:
-            attn, mlp = layer.self_attn, layer.mlp
+        for i in range(len(model.model.layers)):
+            def w(name: str, i: int = i) -> torch.Tensor:  # [out, in] float32
+                return params[f"model.layers.{i}.{name}.weight"]
+
             # Fused products: q, k and v read the same input, so do gate and up: 4 kernel calls per layer, not 7.
             entry = {
-                "qkv": make(torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight])),
-                "o_proj": make(attn.o_proj.weight),
-                "gate_up": make(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight])),
-                "down_proj": make(mlp.down_proj.weight),
+                "qkv": make(torch.cat([w("self_attn.q_proj"), w("self_attn.k_proj"), w("self_attn.v_proj")])),
+                "o_proj": make(w("self_attn.o_proj")),
+                "gate_up": make(torch.cat([w("mlp.gate_proj"), w("mlp.up_proj")])),
+                "down_proj": make(w("mlp.down_proj")),
+                "norm_in": w("input_layernorm"),
+                "norm_post": w("post_attention_layernorm"),
             }
-            entry["norm_in"] = layer.input_layernorm.weight.detach()
-            entry["norm_post"] = layer.post_attention_layernorm.weight.detach()
             self.layers.append(entry)
         # Flat lists for the compiled loop: per layer qkv, o, gate_up, down (packed int4 or float32) and two norms.
-        self.embed = model.model.embed_tokens.weight.detach()  # [V, D], float32 rows are looked up exactly
-        self.norm = model.model.norm.weight.detach()
-        self.head = make(model.lm_head.weight)
+        self.embed = params["model.embed_tokens.weight"]  # [V, D], float32 rows are looked up exactly
+        self.norm = params["model.norm.weight"]
+        self.head = make(params.get("lm_head.weight", self.embed))  # tied models share the embedding matrix
         linears = [e[n] for e in self.layers for n in ("qkv", "o_proj", "gate_up", "down_proj")] + [self.head]
         self._weights = [lin.operands[0] for lin in linears]
         self._scales = [lin.operands[1] for lin in linears]

@@ -177,3 +177,45 @@ def first_token_histogram(result: BatchSample, top: int = 12, most: int = 20) ->
     return FirstTokenHistogram(
         cats, [counts.get(t, 0) / total for t in cats], [float(theory[t]) for t in cats], total, tv
     )
+
+
+# ------------------------------------------------------------------------------------------------ streaming tally
+@dataclass
+class StreamTally:
+    """What a streamed generation has produced so far, and how fast (fed one :class:`engine.lm.GenStep` at a time).
+
+    Attributes:
+        text: The continuation so far (pieces joined; special tokens contribute nothing).
+        tokens: Tokens generated.
+        seconds: Time from the request to the latest token (prompt pass included).
+        first_token_s: Time from the request to the first token (the prompt pass plus one pick), or None.
+        last_token_id: Id of the latest token (the end-of-reply token when the model stopped by itself).
+        fast: Whether the tokens came from the 4-bit decoder (False: the float32 model).
+    """
+
+    text: str = ""
+    tokens: int = 0
+    seconds: float = 0.0
+    first_token_s: float | None = None
+    last_token_id: int | None = None
+    fast: bool = False
+
+    def add(self, step) -> StreamTally:
+        """Take one ``GenStep`` (``text``, ``token_id``, ``elapsed_s``) and return self."""
+        self.text += step.text
+        self.tokens += 1
+        self.seconds = float(step.elapsed_s)
+        if self.first_token_s is None:
+            self.first_token_s = self.seconds
+        self.last_token_id = int(step.token_id)
+        self.fast = bool(getattr(step, "fast", False))
+        return self
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Tokens per second over the whole request (0 before the first token)."""
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+    def stopped_by_model(self, eos_token_id: int) -> bool:
+        """Whether generation ended because the model chose its end-of-reply token."""
+        return self.last_token_id == int(eos_token_id)

@@ -126,11 +126,6 @@ def ancestors(key: str) -> list[Level]:
     return chain
 
 
-def is_inside(inner: str, outer: str) -> bool:
-    """Whether every ``inner`` model is also an ``outer`` model (``inner`` ⊆ ``outer`` on the map)."""
-    return any(lv.key == outer for lv in ancestors(inner))
-
-
 def children(key: str) -> list[Level]:
     """Levels directly inside ``key``."""
     return [lv for lv in HIERARCHY if lv.parent == key]
@@ -167,7 +162,10 @@ QUIZ: tuple[Question, ...] = (
              ("A logistic-regression classifier", "A generative model, such as a Gaussian mixture or an LLM",
               "A decision tree"), 1,
              "Classifiers and trees learn p(y | x), a label given the input. A generative model learns p(x) and can "
-             "therefore sample new x."),
+             "therefore sample new x. Note where the post's map simplifies: it draws generative AI inside deep "
+             "learning, but generative models are older than deep learning. A Gaussian mixture (the ML-to-LLM page "
+             "fits one) or naive Bayes is generative with no neural network at all; today's generative AI is mostly "
+             "deep, which is what the map shows."),
     Question("diffusion", "Stable Diffusion makes images from a prompt. Which family is it?",
              ("A large language model", "A diffusion model", "A WaveNet-style audio model"), 1,
              "Diffusion models start from noise and remove it step by step. An LLM may write the prompt, but the "
@@ -194,7 +192,7 @@ class TransformerFamily:
         name: Family name.
         examples: The models the post names.
         good_at: What the wiring suits.
-        live_model: The model of this family that runs live here.
+        live_model: The model of this family that runs live here (``{model}``: the loaded language model's name).
         pages: App pages (file stems) that run it.
     """
 
@@ -206,10 +204,72 @@ class TransformerFamily:
 
 
 TRANSFORMER_FAMILIES: tuple[TransformerFamily, ...] = (
-    TransformerFamily("Decoder-only", "GPT-2, GPT-4", "generating text token by token", "SmolLM2-135M-Instruct",
+    TransformerFamily("Decoder-only", "GPT-2, GPT-4", "generating text token by token", "{model}",
                       ("next_token", "attention", "encoders")),
     TransformerFamily("Encoder-only", "BERT", "understanding: search, classification, similarity",
-                      "all-MiniLM-L6-v2 (a 6-layer BERT)", ("encoders",)),
+                      "all-MiniLM-L6-v2 (a 6-layer BERT)", ("encoders", "tokenization", "embeddings")),
     TransformerFamily("Encoder-decoder", "T5", "text to text: translation, summarization",
                       "a 2 + 2-layer model trained on this server (dates)", ("encoders",)),
 )
+
+
+
+def post_models_note(enabled: tuple[str, ...], labels: dict[str, str]) -> str:
+    """Whether the post's own GPT-2, BERT and T5 run on this server (opt-in hub models) or only their small cousins.
+
+    Args:
+        enabled: Hub model keys this server opted in to (:func:`engine.registry.hub_models_enabled`).
+        labels: Hub model key → human name.
+    """
+    if not enabled:
+        return ("GPT-2, BERT and T5 themselves are opt-in hub models (`LLMX_HUB_MODELS=1` on a server with network "
+                "access) and are not on this server; the Encoders page shows the code that runs each.")
+    names = ", ".join(labels.get(k, k) for k in enabled)
+    return f"This server also opted in to the post's own models: {names} run live on the Encoders page."
+
+
+# --- where the post simplifies, and its analogy table ---
+#: The post's map puts generative AI inside deep learning. True of today's generative AI, but generative models are
+#: older than deep learning: shown next to the map and in the quiz's answer.
+SIMPLIFICATION = (
+    "The post draws generative AI inside deep learning. That is where today's generative AI lives (Transformers, "
+    "diffusion models, GANs), but it simplifies: generative models predate deep learning. A Gaussian mixture or "
+    "naive Bayes models p(x) with no neural network at all (the ML-to-LLM page fits a Gaussian mixture live)."
+)
+
+
+@dataclass(frozen=True)
+class Analogy:
+    """A row of the post's analogy table, tied to its level on the map."""
+
+    term: str
+    description: str
+    level: str  # key into HIERARCHY
+
+
+#: The post's analogy table (its words), each row tied to a ring of the map.
+ANALOGY: tuple[Analogy, ...] = (
+    Analogy("ML", "Learning from examples", "ml"),
+    Analogy("Deep Learning", "Using neural networks to learn from complex data", "dl"),
+    Analogy("Generative AI", "Using deep learning to create new data", "genai"),
+    Analogy("LLM", "A Generative AI model that creates text and understands language", "llm"),
+)
+
+
+def analogy_rows(titles: dict[str, str] | None = None) -> list[dict[str, str]]:
+    """The analogy table with, for each row, its place on the map (the chain of rings) and where it runs live.
+
+    Args:
+        titles: Page stem → title, to name the pages (stems are shown when missing).
+    """
+    titles = titles or {}
+    rows = []
+    for a in ANALOGY:
+        lv = level(a.level)
+        rows.append({
+            "Term": a.term,
+            "The post's analogy": a.description,
+            "On the map": " ⊂ ".join(x.name for x in ancestors(a.level)),
+            "Live in this app": ", ".join(titles.get(p, p) for p in lv.pages) or "described only",
+        })
+    return rows

@@ -9,6 +9,9 @@ One ``LanguageModel`` is shared by every Streamlit session, so it never changes 
 
 from __future__ import annotations
 
+import codecs
+import contextlib
+import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -127,6 +130,8 @@ class GenStep:
     text: str
     prob: float
     elapsed_s: float
+    #: Whether the 4-bit decoder produced it (``fast=True`` and the decoder was ready), else the float32 model.
+    fast: bool = False
 
 
 @dataclass
@@ -339,12 +344,32 @@ class LanguageModel:
         from engine.fastgen import FastDecoder, int4_kernel_available
 
         if self._fast is None:
-            # The model lock too: a fine-tune swaps module weights for the length of a forward, never capture those.
-            with self._fast_lock, self._model_lock:
+            with self._fast_lock:
                 if self._fast is None:
-                    ok = FastDecoder.supports(self.model) and int4_kernel_available()
-                    self._fast = FastDecoder(self.model, quantize=True) if ok else False
+                    if FastDecoder.supports(self.model) and int4_kernel_available():
+                        # A fine-tune swaps module weights for the length of one forward, under the model lock:
+                        # take references to the real weights under it (microseconds), pack them without it.
+                        with self._model_lock:
+                            params = {n: t.detach() for n, t in self.model.named_parameters(remove_duplicate=False)}
+                        self._fast = FastDecoder(self.model, quantize=True, params=params)
+                    else:
+                        self._fast = False
         return self._fast or None
+
+    def prepare_fast_decoder(self) -> threading.Thread | None:
+        """Build :meth:`fast_decoder` in a low-priority background thread (once), so no learner waits for it on
+        their first **Generate**. Returns the thread, or None when it is built (or being built) already."""
+        if self._fast is not None or self._fast_lock.locked():
+            return None
+
+        def build() -> None:
+            with contextlib.suppress(OSError, AttributeError):  # Linux: a thread is a task with its own niceness
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+            self.fast_decoder()
+
+        thread = threading.Thread(target=build, name="llmx-fast-decoder", daemon=True)
+        thread.start()
+        return thread
 
     @torch.inference_mode()
     def generate_stream(
@@ -380,11 +405,15 @@ class LanguageModel:
         budget = max(0, min(int(max_new_tokens), MAX_NEW_TOKENS, self.info.context_length - len(ids)))
         gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
         eos = self.info.eos_token_id
-        decoder = self.fast_decoder() if fast and weights is None else None
+        # The 4-bit decoder if it is ready; while it is still being packed in the background, this request takes
+        # the float32 path instead of waiting (each step says which path produced it).
+        decoder = self.fast_decoder() if fast and weights is None and not self._fast_lock.locked() else None
         cache = state = None
         step_input = torch.tensor([ids])  # [1, T] first, then [1, 1] per step thanks to the cache
         produced: list[int] = []
-        text_so_far = ""
+        # Incremental decoding: each token's bytes go through one UTF-8 decoder, which holds back a character split
+        # over tokens until it is complete. O(1) per token (re-decoding the whole continuation was O(n) per token).
+        utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         start = time.perf_counter()
         for _ in range(budget):
             if decoder is not None:
@@ -407,14 +436,8 @@ class LanguageModel:
             probs = sampling.filtered_distribution(logits, temperature, top_k, top_p)
             token = int(torch.argmax(probs)) if temperature <= 0 else sampling.sample_token(probs, gen)
             produced.append(token)
-            # Decode the whole continuation and emit the new suffix: a multi-byte character split over tokens
-            # appears once complete instead of as replacement characters.
-            full = self.decode(produced, skip_special_tokens=True)
-            piece = ""
-            if not full.endswith("\ufffd"):
-                piece = full[len(text_so_far):] if full.startswith(text_so_far) else ""
-                text_so_far = full
-            yield GenStep(token, piece, float(probs[token]), time.perf_counter() - start)
+            piece = "" if token in self._special_ids else utf8.decode(self.token_bytes(token))
+            yield GenStep(token, piece, float(probs[token]), time.perf_counter() - start, decoder is not None)
             if stop_at_eos and token == eos:
                 break
             step_input = torch.tensor([[token]])

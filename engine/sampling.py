@@ -165,13 +165,6 @@ def effective_choices(probs: torch.Tensor) -> float:
     return float(2.0 ** entropy_bits(probs))
 
 
-def sample_many(probs: torch.Tensor, n: int, generator: torch.Generator | None = None) -> list[int]:
-    """Draw ``n`` token ids independently (with replacement) from one ``[V]`` distribution, in one call."""
-    if n <= 0:
-        return []
-    return [int(i) for i in torch.multinomial(probs.double(), int(n), replacement=True, generator=generator)]
-
-
 def choose(probs: torch.Tensor, temperature: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Pick one token per row of ``probs`` (``[B, V]`` or ``[V]``): arg-max when ``temperature <= 0``, else sample.
 
@@ -240,6 +233,16 @@ class SamplingView:
     entropy_before: float
     entropy_after: float
 
+    @property
+    def effective_before(self) -> float:
+        """``2 ** entropy_before``: as random as a fair pick among this many tokens (after temperature)."""
+        return float(2.0 ** self.entropy_before)
+
+    @property
+    def effective_after(self) -> float:
+        """``2 ** entropy_after``: the same for the distribution actually sampled from (after the cuts)."""
+        return float(2.0 ** self.entropy_after)
+
     def formula_rows(self, logits: torch.Tensor, temperature: float, n: int = 5) -> list[dict]:
         """``z``, ``z / T`` and ``p`` at ``T = 1`` and at ``temperature`` for the ``n`` most likely tokens."""
         at_t, at_1 = softmax_with_temperature(logits, temperature), softmax_with_temperature(logits, 1.0)
@@ -248,6 +251,22 @@ class SamplingView:
              "p1": float(at_1[i]), "pT": float(at_t[i])}
             for i in self.order[:n]
         ]
+
+
+#: Temperature regimes, in the order the temperature page lists them. T = 1 is not "high": it is the model's own
+#: distribution, unchanged (softmax(z / 1) = softmax(z)).
+REGIMES = ("greedy", "low", "own", "high")
+
+
+def temperature_regime(temperature: float) -> str:
+    """Which regime ``temperature`` is in: ``"greedy"`` (T = 0), ``"low"`` (0 < T < 1), ``"own"`` (T = 1: the
+    model's own distribution) or ``"high"`` (T > 1: flatter than the model's own)."""
+    t = float(temperature)
+    if t <= 0:
+        return "greedy"
+    if math.isclose(t, 1.0):
+        return "own"
+    return "low" if t < 1 else "high"
 
 
 def sampling_view(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, shown: int,

@@ -74,24 +74,104 @@ def score_ids(lm: LanguageModel, ids: Sequence[int]) -> TextScore:
     return score_logits(lm, ids, lm.forward(ids).logits)
 
 
-def with_bos(lm: LanguageModel, ids: Sequence[int]) -> list[int]:
-    """``ids`` after the start-of-text token (when the model has one), so the first real token gets scored too."""
-    return ([lm.info.bos_token_id] if lm.info.bos_token_id is not None else []) + [int(i) for i in ids]
+#: The token plain text is scored after. SmolLM2's tokenizer names ``<|im_start|>`` its "bos" token, but that is the
+#: chat-turn marker (a role name such as ``user`` follows it); ``<|endoftext|>`` is what separates documents in the
+#: pretraining data, so plain text after it reads as the start of a new document. Measured by
+#: :func:`conditioning_comparison` (tests/test_engine_scoring.py).
+TEXT_START_TOKEN = "<|endoftext|>"
+
+
+def text_start_id(lm: LanguageModel) -> int | None:
+    """The id plain text is conditioned on: :data:`TEXT_START_TOKEN` when the vocabulary has it, else the BOS token."""
+    tid = lm.token_id(TEXT_START_TOKEN)
+    return int(tid) if tid is not None else lm.info.bos_token_id
+
+
+def text_start_name(lm: LanguageModel) -> str:
+    """The conditioning token as text, for pages that say which one is used (``"none"`` if the model has none)."""
+    tid = text_start_id(lm)
+    return "none" if tid is None else lm.raw_token(tid)
+
+
+def with_text_start(lm: LanguageModel, ids: Sequence[int]) -> list[int]:
+    """``ids`` after the document-start token, so the first real token gets scored too (given only that token)."""
+    tid = text_start_id(lm)
+    return ([tid] if tid is not None else []) + [int(i) for i in ids]
+
+
+#: Older name, kept for callers outside the scoring pages: the same document-start token (not the chat marker).
+with_bos = with_text_start
 
 
 def score_text(lm: LanguageModel, text: str, prefix_bos: bool = True) -> TextScore:
-    """Score ``text``. With ``prefix_bos`` the first real token is scored too, conditioned on the BOS token."""
+    """Score ``text``. With ``prefix_bos`` the first real token is scored too, given only the document-start token."""
     ids = lm.encode(text)
-    return score_ids(lm, with_bos(lm, ids) if prefix_bos else ids)
+    return score_ids(lm, with_text_start(lm, ids) if prefix_bos else ids)
+
+
+@dataclass(frozen=True)
+class ConditioningRow:
+    """How one choice of conditioning token scores a text.
+
+    Attributes:
+        choice: The token put before the text (``"none"``: nothing, so the first token is not scored).
+        first_loss: Loss of the text's first token, in nats (``nan`` when nothing comes before it).
+        perplexity: Perplexity over every token this choice can score.
+        rest_perplexity: Perplexity over the tokens every choice scores (all but the first): a fair comparison.
+    """
+
+    choice: str
+    first_loss: float
+    perplexity: float
+    rest_perplexity: float
+
+
+#: The conditioning comparison reads at most this many tokens of the text (three extra passes stay cheap).
+CONDITIONING_TOKENS = 64
+
+
+def conditioning_comparison(lm: LanguageModel, text: str, max_tokens: int = CONDITIONING_TOKENS
+                            ) -> list[ConditioningRow]:
+    """Score the first ``max_tokens`` tokens of ``text`` after ``<|endoftext|>``, after ``<|im_start|>`` and after
+    nothing: how the choice of start token changes the first token's loss and the perplexity.
+
+    Raises:
+        engine.lm.InputError: Fewer than 2 tokens, or too long.
+    """
+    ids = checked_ids(lm, text, MAX_INPUT_TOKENS - 1, "text", at_least=2)[: max(2, int(max_tokens))]
+    rows = []
+    for name in (TEXT_START_TOKEN, "<|im_start|>", "none"):
+        tid = None if name == "none" else lm.token_id(name)
+        if name != "none" and tid is None:
+            continue
+        sc = score_ids(lm, ([tid] if tid is not None else []) + ids)
+        rest = TextScore(sc.tokens[-(len(ids) - 1):])  # the tokens after the text's first one
+        first = sc.tokens[0].loss if tid is not None else float("nan")
+        rows.append(ConditioningRow(name, first, sc.perplexity, rest.perplexity))
+    return rows
+
+
+def extremes(score: TextScore) -> tuple[TokenScore, TokenScore]:
+    """The most surprising and the least surprising token of a scored text (highest and lowest loss)."""
+    if not score.tokens:
+        raise ValueError("No tokens were scored.")
+    return max(score.tokens, key=lambda t: t.loss), min(score.tokens, key=lambda t: t.loss)
+
+
+def lowest(values: Sequence[float]) -> int:
+    """Index of the smallest value (the first one on a tie): the best loss among several tries."""
+    if not values:
+        raise ValueError("No values to compare.")
+    return min(range(len(values)), key=lambda i: values[i])
 
 
 def score_checked_text(lm: LanguageModel, text: str, cap: int = MAX_INPUT_TOKENS, what: str = "text") -> TextScore:
-    """Every token of ``text`` scored (the first given only the start-of-text token), after the one input guard.
+    """Every token of ``text`` scored (the first given only the document-start token), after the one input guard.
 
     Raises:
         engine.lm.InputError: Empty or longer than ``cap`` tokens (message ready to show).
     """
-    return score_ids(lm, with_bos(lm, checked_ids(lm, text, cap, what)))
+    return score_ids(lm, with_text_start(lm, checked_ids(lm, text, cap, what)))
 
 
 def baseline_scores(lm: LanguageModel, text: str, seed: int = 0) -> dict[str, tuple[str, TextScore]]:
@@ -102,7 +182,7 @@ def baseline_scores(lm: LanguageModel, text: str, seed: int = 0) -> dict[str, tu
     return {
         "Natural text": (text, natural),
         "Same words, shuffled": (shuffled_text, score_checked_text(lm, shuffled_text)),
-        "Random tokens": (lm.decode(rand_ids), score_ids(lm, with_bos(lm, rand_ids))),
+        "Random tokens": (lm.decode(rand_ids), score_ids(lm, with_text_start(lm, rand_ids))),
     }
 
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import re
 import threading
+import unicodedata
 import weakref
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+
+import regex
 
 from engine.lm import LanguageModel, byte_decoder
 
@@ -60,15 +63,33 @@ class TextStats:
 
 @dataclass(frozen=True)
 class Tokenization:
-    """A text, its tokens and its counts."""
+    """A text, its tokens and its counts.
+
+    Attributes:
+        text: The text.
+        pieces: Its tokens.
+        stats: Characters, words, tokens, bytes.
+        round_trip: Whether decoding the ids gives the text back exactly (byte-level BPE is lossless).
+    """
 
     text: str
     pieces: list[TokenPiece]
     stats: TextStats
+    round_trip: bool = True
 
     @property
     def ids(self) -> list[int]:
         return [p.token_id for p in self.pieces]
+
+    @property
+    def partial_count(self) -> int:
+        """Tokens that are only part of one character (a few bytes of its UTF-8)."""
+        return sum(p.partial for p in self.pieces)
+
+    @property
+    def special_count(self) -> int:
+        """Control tokens (typed text that matched one)."""
+        return sum(p.special for p in self.pieces)
 
 
 def count_words(text: str) -> int:
@@ -125,12 +146,7 @@ def tokenize(lm: LanguageModel, text: str) -> Tokenization:
     stats = TextStats(
         characters=len(text), words=count_words(text), tokens=len(ids), utf8_bytes=len(text.encode("utf-8", "replace"))
     )
-    return Tokenization(text=text, pieces=pieces, stats=stats)
-
-
-def round_trip(lm: LanguageModel, text: str) -> bool:
-    """Whether ``decode(encode(text)) == text`` (byte-level BPE is lossless, so this should always hold)."""
-    return lm.decode(lm.encode(text)) == text
+    return Tokenization(text=text, pieces=pieces, stats=stats, round_trip=lm.decode(ids) == text)
 
 
 @lru_cache(maxsize=1)
@@ -308,7 +324,8 @@ EXAMPLES: tuple[Example, ...] = (
     Example(
         "Emoji",
         "I love 🍕 and 🚀! 👩‍💻 is one emoji on screen.",
-        "An emoji is 4 bytes or more of UTF-8; the woman-technologist is three emoji joined by invisible characters.",
+        "What looks like one character can be several code points and many bytes, and so several tokens: the table "
+        "of characters below counts them from the text.",
     ),
     Example(
         "Numbers",
@@ -382,3 +399,91 @@ def digit_runs(tok: Tokenization) -> tuple[int, int]:
     digits = sum(len(m) for m in _DIGITS.findall(tok.text))
     # Byte pieces are shown as hex (⟨E8 A6⟩) and control tokens as names: neither holds a digit of the text.
     return digits, sum(1 for p in tok.pieces if not (p.partial or p.special) and any(ch.isdigit() for ch in p.text))
+
+
+def most_expensive(rows: Sequence[ComparisonRow]) -> ComparisonRow:
+    """The row that needs the most tokens relative to the reference (first of equals)."""
+    return max(rows, key=lambda r: r.relative_tokens)
+
+
+#: What each chat control token does (the others mark structure in the code and notebook training data).
+CONTROL_ROLES: dict[str, str] = {
+    "<|im_start|>": "starts a chat turn; the role (system, user, assistant) follows",
+    "<|im_end|>": "ends a chat turn",
+    "<|endoftext|>": "separates documents in the training data",
+}
+
+
+def control_token_rows(specials: dict[int, str], eos_token: str | None) -> list[tuple[int, str, str]]:
+    """``(id, token, role)`` of every control token, the end-of-sequence one marked."""
+    return [
+        (i, t, CONTROL_ROLES.get(t, "marks structure in the code and notebook training data")
+         + ("; it is the end-of-sequence token: generation stops here" if t == eos_token else ""))
+        for i, t in specials.items()
+    ]
+
+
+def longest_entries(summary: VocabSummary) -> list[tuple[int, str, int]]:
+    """``(id, readable text, UTF-8 bytes)`` of the vocabulary's longest entries."""
+    return [(i, t, len(t.encode("utf-8"))) for i, t in summary.longest]
+
+
+# ------------------------------------------------------------------------------------------------ characters
+ZWJ = "\u200d"  # ZERO WIDTH JOINER: glues emoji into one picture
+
+
+@dataclass(frozen=True)
+class Grapheme:
+    """One character as a reader sees it (a Unicode extended grapheme cluster), counted from the string.
+
+    Attributes:
+        text: The cluster.
+        code_points: Its code points, e.g. ``("U+1F469", "U+200D", "U+1F4BB")``.
+        names: Their Unicode names.
+        utf8_bytes: Bytes of UTF-8.
+        joiners: Zero-width joiners inside it.
+        symbols: Code points that are pictures or symbols (Unicode category ``So``: emoji are among them).
+        tokens: Tokens the model's tokenizer uses for the cluster on its own.
+    """
+
+    text: str
+    code_points: tuple[str, ...]
+    names: tuple[str, ...]
+    utf8_bytes: int
+    joiners: int
+    symbols: int
+    tokens: int
+
+
+def graphemes(text: str) -> list[str]:
+    """``text`` cut into what a reader sees as characters (extended grapheme clusters, Unicode UAX #29)."""
+    return regex.findall(r"\X", text)
+
+
+def character_facts(lm: LanguageModel, text: str, limit: int = 12) -> list[Grapheme]:
+    """The characters of ``text`` that are more than one byte: what each is made of, and what it costs in tokens.
+
+    Args:
+        lm: The model (its tokenizer counts the tokens).
+        text: Any text.
+        limit: Most distinct characters returned, in order of first appearance.
+    """
+    out: list[Grapheme] = []
+    seen: set[str] = set()
+    for g in graphemes(text):
+        data = g.encode("utf-8", "replace")
+        if len(data) < 2 or g in seen:
+            continue
+        seen.add(g)
+        out.append(Grapheme(
+            text=g,
+            code_points=tuple(f"U+{ord(c):04X}" for c in g),
+            names=tuple(unicodedata.name(c, f"U+{ord(c):04X}") for c in g),
+            utf8_bytes=len(data),
+            joiners=g.count(ZWJ),
+            symbols=sum(unicodedata.category(c) == "So" for c in g),
+            tokens=len(lm.encode(g)),
+        ))
+        if len(out) >= limit:
+            break
+    return out

@@ -70,9 +70,10 @@ else:
 if ids:
     st.subheader("Simulate a small window")
     st.markdown(
-        f"A window of {limit:,} tokens is hard to overflow with a paragraph, so shrink it. When a text is longer than "
-        "the window, a chat app keeps the **most recent** tokens and drops the oldest; the greyed, struck-out tokens "
-        "below are the ones the model no longer sees."
+        f"A window of {limit:,} tokens is hard to overflow with a paragraph, so shrink it. When a plain text is longer "
+        "than the window, the model can only read its **most recent** tokens; the greyed, struck-out tokens below are "
+        "the ones it no longer sees. A chat app cuts more carefully: the chat on the Prompts page drops **whole turns**, "
+        "oldest first, and always keeps the system prompt."
     )
     window = st.slider("Window size (tokens)", 8, 256, 16, key="cw_window", bind="query-params")
     view = apply_window(ids, window)

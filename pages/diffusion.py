@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import pandas as pd
 import streamlit as st
 
 from components import caches
-from components.display import show_chart
+from components.display import show_chart, watch_job
 from components.figures.images import (
     digit_grid,
     loss_curve,
@@ -17,7 +15,7 @@ from components.figures.images import (
     toy_field_figure,
     toy_flow_animation,
 )
-from components.frame import ensure_frame
+from components.frame import end_page, ensure_frame
 from engine import diffusion as dm
 
 T = dm.STEPS
@@ -92,15 +90,9 @@ if (job is None or job.error) and st.button(
     "everyone on this server shares the run.",
 ):
     job = caches.diffusion_training("digits")
-if job is not None and not job.done:
-    bar, live_curve = st.progress(0.0, text="Starting…"), st.empty()
-    while not job.done:  # the run is shared by every session; each session only draws its own progress
-        bar.progress(job.fraction, text=f"Training: step {job.step:,} of {job.total:,}, {job.elapsed:.0f} s")
-        if job.values:
-            live_curve.line_chart(pd.DataFrame({"loss (mean of the last 50 steps)": job.values}), height=200)
-        time.sleep(0.5)
-    bar.empty()
-    live_curve.empty()
+if job is not None and not job.done:  # the run is shared by every session; each session only draws its progress
+    watch_job(job, lambda j: f"Training: step {j.step:,} of {j.total:,}, {j.elapsed:.0f} s",
+              lambda values: loss_curve({"this run (live)": values}, 50), key="diff_train")
 if job is not None and job.error:
     st.error(f"Training failed: {job.error}. Press the button to try again.", icon=":material/error:")
 trained = job.result if job is not None and job.done else None
@@ -119,7 +111,7 @@ if trained is not None:
     mine = curves[SOURCE_LABELS["trained here"]]
     parts.append(f"the run on this server fell from {mine[0]:.3f} to {mine[-1]:.3f} in {trained.seconds:.0f} s")
 if not parts:
-    st.stop()  # no model at all: the failure is shown above
+    end_page()  # no model at all: the failure is shown above
 st.caption("Mean loss per 50 steps: " + "; ".join(parts) + f". The network has "
            f"{(shipped or trained).parameter_count:,} weights.")
 choices = [s for s in caches.DIFFUSION_SOURCES if caches.diffusion_model("digits", s) is not None]
@@ -178,7 +170,7 @@ m1.metric("Recognised as the digit asked for", f"{reading.rate:.0%}", f"chance: 
           delta_color="off", delta_arrow="off", help=f"{len(reading.wanted)} generated digits, 10 of each.")
 m2.metric("Classifier on real held-out digits", f"{held_out:.0%}", help="The same kind of classifier on real "
           "digits it never saw: the best a generated digit can hope for.")
-m3.metric("Closest training image (median)", f"{pd.Series(nearest.distance).median():.3f}",
+m3.metric("Closest training image (median)", f"{nearest.median_distance:.3f}",
           f"real digits: {nearest.real_to_real:.3f}", delta_color="off", delta_arrow="off",
           help="Root-mean-square pixel difference to the nearest of the 1,797 training images. A copy would be 0. "
                "The second number is the same distance from a real digit to its nearest other training digit.")
@@ -231,11 +223,7 @@ toy_source = "shipped" if name != "custom" and caches.diffusion_checkpoint(name)
 if toy_data is not None:
     toy_job = caches.diffusion_training(name, points) if toy_source == "trained here" else None
     if toy_job is not None and not toy_job.done:
-        bar = st.progress(0.0, text="Training the 2-D model…")
-        while not toy_job.done:
-            bar.progress(toy_job.fraction, text=f"Training the 2-D model: step {toy_job.step:,} of {toy_job.total:,}")
-            time.sleep(0.3)
-        bar.empty()
+        watch_job(toy_job, lambda j: f"Training the 2-D model: step {j.step:,} of {j.total:,}", poll_s=0.3)
     if toy_job is not None and toy_job.error:
         st.error(f"Training failed: {toy_job.error}", icon=":material/error:")
     else:

@@ -1,6 +1,5 @@
 """Embeddings: the model's real lookup table, similarity, projections, neighbours, analogies and meaning in context."""
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -14,6 +13,9 @@ from components.frame import ensure_frame
 from components.inputs import clean_text, cleaned, prompt_input
 from components.model import require_lm
 from engine import embeddings as emb
+from engine.encoder import MAX_ENCODER_TOKENS, MAX_SENTENCES, VECTOR_METHODS, sentence_lines, short_labels
+from engine.loader import ModelLoadError
+from engine.registry import ENCODER_DEFAULT_KEY, get_encoder_spec
 from engine.text import code_span, html_escape, token_label
 
 DEFAULT_WORDS = (
@@ -30,6 +32,15 @@ DEFAULT_B = (
     "The bank approved her loan application.\n"
     "He opened a savings account at a local bank."
 )
+DEFAULT_SENTENCES = "\n".join([
+    "How do I reset my password?",
+    "I forgot my login details.",
+    "What time does the shop open?",
+    "When are you open on Sundays?",
+    "My parcel has not arrived yet.",
+])
+DEFAULT_SEARCH = "I can't sign in to my account"
+ENCODER_LABEL = get_encoder_spec(ENCODER_DEFAULT_KEY).label
 
 
 ensure_frame()
@@ -44,19 +55,18 @@ st.markdown(
 
 lm = require_lm()
 key = lm.key
-table = emb.embedding_matrix(lm)
-rows_v, dims_d = table.shape
-share = rows_v * dims_d / lm.info.parameters
+ts = caches.embedding_table(key)
+rows_v, dims_d = ts.rows, ts.dims
 m1, m2, m3, m4 = st.columns(4)
-m1.metric("Rows (vocabulary)", f"{rows_v:,}")
-m2.metric("Dimensions per token", f"{dims_d:,}")
-m3.metric("Numbers in the table", f"{rows_v * dims_d:,}", help=f"{share:.0%} of the model's {lm.info.parameters:,}")
-m4.metric("Shared with the output layer", "yes" if emb.is_tied(lm) else "no")
+m1.metric("Rows (vocabulary)", f"{ts.rows:,}")
+m2.metric("Dimensions per token", f"{ts.dims:,}")
+m3.metric("Numbers in the table", f"{ts.numbers:,}", help=f"{ts.share:.0%} of the model's {lm.info.parameters:,}")
+m4.metric("Shared with the output layer", "yes" if ts.tied else "no")
 st.caption(
-    f"The embedding matrix has shape [{rows_v:,} × {dims_d}] and holds {share:.0%} of all parameters. "
+    f"The embedding matrix has shape [{ts.rows:,} × {ts.dims}] and holds {ts.share:.0%} of all parameters. "
     + (
         "This model **ties** it to the output layer: the same rows score every candidate next token at the end."
-        if emb.is_tied(lm)
+        if ts.tied
         else "This model has a separate output layer."
     )
 )
@@ -83,11 +93,8 @@ if not word:
     st.info("Type a word to see its vector.", icon=":material/edit:")
 else:
     wv = caches.word_vector(key, word, leading)
-    rows = table[wv.ids].numpy()  # [n, D]
-    labels = list(wv.pieces)
+    rows, labels = caches.word_rows(key, word, leading)
     if wv.n_tokens > 1:
-        rows = np.vstack([rows, wv.vector.numpy()[None, :]])
-        labels.append("average")
         st.warning(
             f"'{word}' is **{wv.n_tokens} tokens** ({' + '.join(repr(p) for p in wv.pieces)}), so it has no single "
             "row. Below are the rows of its pieces and their **average**, which is what this page uses as the word's "
@@ -99,12 +106,11 @@ else:
         st.markdown(f"{html_escape(repr(wv.form), quote=False)} is token **{wv.ids[0]:,}**: this is row {wv.ids[0]:,} of the table.")
     cached_chart(("emb_vector", key, word, leading), lambda: vector_figure(rows, [html_escape(x, quote=False) for x in labels]),
                  key="emb_vector")
-    v = wv.vector
-    top_dims = np.argsort(-np.abs(v.numpy()))[:3]
+    vs = wv.summary()
     st.caption(
-        f"{dims_d} numbers, real weights (not an illustration). Length {float(v.norm()):.2f}, values from "
-        f"{float(v.min()):.3f} to {float(v.max()):.3f}; largest in dimensions "
-        + ", ".join(str(int(d)) for d in top_dims)
+        f"{dims_d} numbers, real weights (not an illustration). Length {vs.length:.2f}, values from "
+        f"{vs.low:.3f} to {vs.high:.3f}; largest in dimensions "
+        + ", ".join(str(d) for d in vs.top_dims)
         + ". Single dimensions rarely mean anything on their own: meaning is in the direction of the whole vector."
     )
     near = caches.neighbours(key, word, leading, k)
@@ -281,20 +287,17 @@ else:
         curves = ctx.group_curves()
         ctx_inputs = (key, ctx_word, sent_a, sent_b, layer)
         cached_chart(("emb_layers", *ctx_inputs), lambda: layer_curves_figure(curves, layer), key="emb_layers")
-        if "across A and B" in curves and len(curves) > 1:
-            within = np.mean([v for n, v in curves.items() if n != "across A and B"], axis=0)
-            gap = within - curves["across A and B"]
-            best = int(np.argmax(gap))
+        gap = ctx.gap(layer)
+        if gap is not None:
             st.caption(
-                f"At layer {layer}: same meaning {within[layer]:.2f}, different meaning "
-                f"{curves['across A and B'][layer]:.2f} (gap {gap[layer]:+.2f}). The gap is largest at layer {best} "
-                f"({gap[best]:+.2f}). The last point is after the model's final normalisation, a differently scaled "
+                f"At layer {layer}: same meaning {gap.within:.2f}, different meaning {gap.across:.2f} (gap "
+                f"{gap.gap:+.2f}). The gap is largest at layer {gap.best_layer} ({gap.best_gap:+.2f}). The last point is after the model's final normalisation, a differently scaled "
                 "space. Vectors in a language model all point roughly the same way, so even unrelated uses stay well "
                 "above 0: compare the lines, not the absolute values."
             )
         else:
             st.caption("Give sentences for both meanings to compare same-meaning and different-meaning pairs.")
-        per_layer = pd.DataFrame({"layer": list(range(ctx.layers))} | {n: np.round(v, 4) for n, v in curves.items()})
+        per_layer = pd.DataFrame({"layer": list(range(ctx.layers))} | dict(curves)).round(4)
         csv_download(per_layer, "similarity_per_layer.csv", key="emb_layers_csv")
         h1, h2 = st.columns(2)
         names = [f"{i + 1} · {'AB'[s.group]}" for i, s in enumerate(ctx.sentences)]
@@ -395,7 +398,60 @@ else:
             "point roughly the same way, so compare the cells with each other rather than with 0."
         )
         st.caption(" ".join(notes))
-        sim_table = pd.DataFrame(np.round(pv.sims[p_layer], 4), columns=[f"{i} {t}" for i, t in enumerate(pv.pieces)])
+        sim_table = pd.DataFrame(pv.sims[p_layer], columns=[f"{i} {t}" for i, t in enumerate(pv.pieces)]).round(4)
         sim_table.insert(0, "token", pv.pieces)
         sim_table.insert(0, "position", list(range(n)))
         csv_download(sim_table, f"prompt_cosine_layer_{p_layer}.csv", key="emb_prompt_csv")
+
+# ------------------------------------------------------------------------------------------------ sentences
+st.subheader("From token vectors to sentence vectors")
+st.markdown(
+    "Everything above is one vector **per token**. Search, clustering and retrieval for chatbots need one vector "
+    f"**per text**. An encoder trained for that, {ENCODER_LABEL} (a small BERT, the Encoders page shows it reading), "
+    "averages its last layer's token vectors and scales the result to length 1; texts with the same meaning then "
+    "point the same way, even when they share no word. Type a few sentences and a query: the encoder ranks them by "
+    "cosine, and the heatmap compares every pair."
+)
+sents_raw = st.text_area("Sentences, one per line", value=DEFAULT_SENTENCES, key="emb_sents", height=140,
+                         bind="query-params", help=f"At most {MAX_SENTENCES} sentences of at most "
+                         f"{MAX_ENCODER_TOKENS} WordPiece tokens each.")
+sentences = tuple(sentence_lines(cleaned(sents_raw)))
+s_query = cleaned(st.text_input("Search for", value=DEFAULT_SEARCH, key="emb_squery", bind="query-params"),
+                  one_line=True)
+s_method = st.selectbox("Vectors for the heatmap", list(VECTOR_METHODS), format_func=VECTOR_METHODS.get,
+                        key="emb_svec", bind="query-params",
+                        help="Switching only changes the view: all three are computed once for your sentences.")
+if len(sentences) < 2:
+    st.info("Type at least two sentences, one per line, to search and compare them.", icon=":material/edit:")
+else:
+    try:
+        hits = caches.sentence_search(ENCODER_DEFAULT_KEY, s_query, sentences) if s_query else None
+        sims = caches.sentence_similarities(ENCODER_DEFAULT_KEY, key, sentences)
+    except ModelLoadError as err:
+        st.warning(f"The encoder is not available: {err.reason} {err.fix}", icon=":material/warning:")
+    except ValueError as err:
+        show_error(err)
+    else:
+        if hits is None:
+            st.info("Type something to search for.", icon=":material/edit:")
+        else:
+            st.dataframe(pd.DataFrame([{"rank": h.rank, "sentence": h.sentence, "cosine to the query": round(h.score, 4)}
+                                       for h in hits]), hide_index=True, key="emb_hits")
+            st.caption(f"Best match for {s_query!r}: {hits[0].sentence!r} (cosine {hits[0].score:.2f}), found by "
+                       "meaning: the encoder compared one vector per text, not the words.")
+        cached_chart(("emb_sent_sims", key, sentences, s_method),
+                     lambda: cosine_heatmap([html_escape(x) for x in short_labels(sentences)],
+                                            sims.matrices[s_method].double().numpy(), title=VECTOR_METHODS[s_method],
+                                            hover=[html_escape(x) for x in sentences]),
+                     key="emb_sent_sims")
+        st.markdown(
+            "**Why a token vector is not a sentence vector.** Any model gives a vector per token, so why not take one "
+            f"of those? {lm.info.name}'s last token has read the whole text, but it was trained to predict the next "
+            "word: its vectors crowd into one direction and every pair looks alike. The encoder's [CLS] token alone "
+            "was not trained to stand for the text in this model either. The table measures it on your sentences:"
+        )
+        st.dataframe(pd.DataFrame([{"vectors": VECTOR_METHODS[m], "lowest cosine": round(sims.spread(m)[0], 3),
+                                    "highest cosine": round(sims.spread(m)[1], 3)} for m in VECTOR_METHODS]),
+                     hide_index=True, key="emb_spread")
+        st.caption("Cosine between two different sentences, lowest and highest. A useful sentence vector spreads "
+                   "them wide: high for paraphrases, near 0 for unrelated sentences.")

@@ -17,9 +17,19 @@ from components.frame import end_page, ensure_frame
 from components.inputs import cleaned
 from components.model import require_lm
 from engine import seq2seq as s2s
-from engine.encoder import MAX_ENCODER_TOKENS, MAX_SENTENCES, VECTOR_METHODS, future_mass, layer_average, sentence_lines
+from engine.encoder import (
+    MAX_ENCODER_TOKENS,
+    MAX_SENTENCES,
+    VECTOR_METHODS,
+    future_mass,
+    layer_average,
+    sentence_lines,
+    short_labels,
+)
+from engine.hub_models import EXAMPLES as HUB_EXAMPLES
+from engine.hub_models import MASK_MARK, TASKS, code_snippet, fits, hub_specs
 from engine.loader import ModelLoadError
-from engine.registry import ENCODER_DEFAULT_KEY, get_encoder_spec
+from engine.registry import ENCODER_DEFAULT_KEY, HUB_MODELS_ENV, get_hub_spec, hub_models_enabled
 from engine.text import html_escape, token_label
 
 ENC = ENCODER_DEFAULT_KEY
@@ -34,6 +44,13 @@ DEFAULT_SENTENCES = "\n".join([
     "A cat sleeps on the warm sofa.",
 ])
 DEFAULT_QUERY = "music performance"
+#: One input box per task of the post's models (each keeps its own text when the learner switches model).
+HUB_TEXT_KEYS = {"generate": "enc_hub_gen", "fill-mask": "enc_hub_mask", "text2text": "enc_hub_t2t"}
+HUB_HELP = {
+    "generate": "GPT-2 continues this text, always taking the most likely next token.",
+    "fill-mask": f"Write {MASK_MARK} once where the missing word goes; BERT reads the words on both sides.",
+    "text2text": "Start with what T5 should do: 'translate English to German: …' or 'summarize: …'.",
+}
 
 ensure_frame()
 st.title("Encoders, decoders, encoder-decoders")
@@ -74,30 +91,31 @@ sentence = cleaned(st.text_input("Sentence", value=DEFAULT_SENTENCE, key="enc_te
                    one_line=True)
 if not sentence:
     st.info("Type a sentence above to see both models read it.", icon=":material/edit:")
-    end_page()
-try:
-    with st.spinner("Both models are reading the sentence…"):
-        dec_tokens, dec_att = caches.decoder_reading(lm.key, sentence)
-        erun = caches.encoder_run(ENC, sentence)
-except ValueError as err:
-    show_error(err)
-    end_page()
-dec_future, enc_future = future_mass(dec_att), future_mass(erun.attentions)
-cached_chart(("enc_readers", lm.key, ENC, sentence), lambda: readers_figure([
-    (f"Decoder ({lm.info.name}): causal", layer_average(dec_att).numpy(), dec_tokens),
-    (f"Encoder ({einfo.name}): bidirectional", layer_average(erun.attentions).numpy(), erun.pieces),
-]), key="enc_readers")
-c1, c2 = st.columns(2)
-c1.metric("Decoder: weight on later tokens", f"{dec_future:.1%}",
-          help="Share of all attention weight above the diagonal, over every layer, head and token.")
-c2.metric("Encoder: weight on later tokens", f"{enc_future:.1%}",
-          help="Share of all attention weight above the diagonal, over every layer, head and token.")
-st.caption(
-    f"Measured on your sentence: the decoder puts exactly {dec_future:g} of its weight on later tokens (the causal "
-    f"mask), the encoder {enc_future:.1%}. A decoder must not peek at the word it is about to predict; an encoder is "
-    "never asked to predict the next word, so each token may use the whole sentence, which is why 'bank' can be "
-    "read in the light of 'river' that comes after it. The two models also cut the text differently (next section)."
-)
+else:
+    try:
+        with st.spinner("Both models are reading the sentence…"):
+            dec_tokens, dec_att = caches.decoder_reading(lm.key, sentence)
+            erun = caches.encoder_run(ENC, sentence)
+    except ValueError as err:
+        show_error(err)
+    else:
+        dec_future, enc_future = future_mass(dec_att), future_mass(erun.attentions)
+        cached_chart(("enc_readers", lm.key, ENC, sentence), lambda: readers_figure([
+            (f"Decoder ({lm.info.name}): causal", layer_average(dec_att).numpy(), dec_tokens),
+            (f"Encoder ({einfo.name}): bidirectional", layer_average(erun.attentions).numpy(), erun.pieces),
+        ]), key="enc_readers")
+        c1, c2 = st.columns(2)
+        c1.metric("Decoder: weight on later tokens", f"{dec_future:.1%}",
+                  help="Share of all attention weight above the diagonal, over every layer, head and token.")
+        c2.metric("Encoder: weight on later tokens", f"{enc_future:.1%}",
+                  help="Share of all attention weight above the diagonal, over every layer, head and token.")
+        st.caption(
+            f"Measured on your sentence: the decoder puts exactly {dec_future:g} of its weight on later tokens (the "
+            f"causal mask), the encoder {enc_future:.1%}. A decoder must not peek at the word it is about to predict; "
+            "an encoder is never asked to predict the next word, so each token may use the whole sentence, which is "
+            "why 'bank' can be read in the light of 'river' that comes after it. The two models also cut the text "
+            "differently (next section)."
+        )
 
 # ------------------------------------------------------------------------------------------------- tokenization
 st.header("2. Tokenization: WordPiece vs byte-level BPE")
@@ -152,8 +170,7 @@ query = cleaned(st.text_input("Search for", value=DEFAULT_QUERY, key="enc_query"
 st.caption(f"At most {MAX_SENTENCES} sentences of at most {MAX_ENCODER_TOKENS} WordPiece tokens each are read.")
 if len(sentences) < 2:
     st.info("Type at least two sentences, one per line.", icon=":material/edit:")
-    end_page()
-if not query:
+elif not query:
     st.info("Type something to search for.", icon=":material/edit:")
 else:
     try:
@@ -176,30 +193,88 @@ st.markdown(
 )
 method = st.selectbox("Vectors to compare", list(VECTOR_METHODS), format_func=VECTOR_METHODS.get, key="enc_vec",
                       bind="query-params")
-try:
-    sims = caches.sentence_similarities(ENC, lm.key, sentences)
-except ValueError as err:
-    show_error(err)
-    end_page()
-short = [s if len(s) <= 28 else s[:27] + "…" for s in sentences]
-cached_chart(("enc_sims", lm.key, ENC, sentences, method),
-             lambda: cosine_heatmap([html_escape(s) for s in short], sims.matrices[method].double().numpy(),
-                                    title=VECTOR_METHODS[method], hover=[html_escape(s) for s in sentences]),
-             key="enc_sims")
-st.dataframe(pd.DataFrame([{"vectors": VECTOR_METHODS[m], "lowest cosine": round(sims.spread(m)[0], 3),
-                            "highest cosine": round(sims.spread(m)[1], 3)} for m in VECTOR_METHODS]),
-             hide_index=True, key="enc_spread")
-st.caption("Cosine between two different sentences, lowest and highest, for each kind of vector. A useful sentence "
-           "vector gives a wide range: high for paraphrases, near 0 for unrelated sentences.")
+if len(sentences) < 2:
+    st.info("Type at least two sentences above, one per line, to compare their vectors.", icon=":material/edit:")
+else:
+    try:
+        sims = caches.sentence_similarities(ENC, lm.key, sentences)
+    except ValueError as err:
+        show_error(err)
+    else:
+        cached_chart(("enc_sims", lm.key, ENC, sentences, method),
+                     lambda: cosine_heatmap([html_escape(s) for s in short_labels(sentences)],
+                                            sims.matrices[method].double().numpy(), title=VECTOR_METHODS[method],
+                                            hover=[html_escape(s) for s in sentences]),
+                     key="enc_sims")
+        st.dataframe(pd.DataFrame([{"vectors": VECTOR_METHODS[m], "lowest cosine": round(sims.spread(m)[0], 3),
+                                    "highest cosine": round(sims.spread(m)[1], 3)} for m in VECTOR_METHODS]),
+                     hide_index=True, key="enc_spread")
+        st.caption("Cosine between two different sentences, lowest and highest, for each kind of vector. A useful "
+                   "sentence vector gives a wide range: high for paraphrases, near 0 for unrelated sentences.")
+
+# ------------------------------------------------------------------------------------------------- the post's models
+st.header("4. The post's models: GPT-2, BERT, T5")
+st.markdown(
+    "The post names three models to load with Hugging Face Transformers. Each is one family, and each is loaded with "
+    "the **head** its training gave it, so each does a different job: **GPT-2** (decoder) continues a text, **BERT** "
+    "(encoder, with its masked-language-model head) fills in a hidden word using the words on both sides, **T5** "
+    "(encoder-decoder) reads a whole text and writes another one: a translation or a summary. The encoder above, "
+    f"{einfo.name}, is a BERT without that head: it makes vectors, so this page never asks it to fill a blank."
+)
+hub_on = hub_models_enabled()
+st.dataframe(pd.DataFrame([{
+    "model": s.label, "family": s.family, "job here": TASKS[s.task], "hub repository": s.hub_id,
+    "does not apply to": "; ".join(f"{TASKS[t]}: {fits(s.family, t)[1]}" for t in TASKS if not fits(s.family, t)[0]),
+    "on this server": "opted in" if s.key in hub_on else "not available here",
+} for s in hub_specs()]), hide_index=True, key="enc_hub_table")
+hub_key = st.segmented_control("Model", [s.key for s in hub_specs()], default=hub_specs()[0].key,
+                               format_func=lambda k: get_hub_spec(k).label, key="enc_hub", bind="query-params")
+hub_spec = get_hub_spec(hub_key or hub_specs()[0].key)
+if hub_spec.key not in hub_on:
+    st.info(
+        f"**{hub_spec.label} is not available here.** It comes from the Hugging Face hub "
+        f"(`{hub_spec.hub_id}`, {hub_spec.params_label} weights), and this server does not download models: the app "
+        "runs offline. A server with network access can opt in by starting with "
+        f"`{HUB_MODELS_ENV}=1`; then this section runs it live. The code below does the same thing on any machine "
+        "that can reach the hub.", icon=":material/cloud_off:")
+else:
+    hub, hub_err = caches.hub_model(hub_spec.key)
+    if hub is None:
+        st.warning(f"{hub_err.reason} {hub_err.fix}", icon=":material/cloud_off:")
+    else:
+        hub_text = cleaned(st.text_input(f"Input for {hub_spec.label} ({TASKS[hub_spec.task]})",
+                                         value=HUB_EXAMPLES[hub_spec.task], key=HUB_TEXT_KEYS[hub_spec.task],
+                                         bind="query-params", help=HUB_HELP[hub_spec.task]), one_line=True)
+        if not hub_text:
+            st.info(f"Type an input, e.g. {HUB_EXAMPLES[hub_spec.task]!r}.", icon=":material/edit:")
+        else:
+            try:
+                res = caches.hub_run(hub_spec.key, hub_text)
+            except ValueError as err:
+                show_error(err)
+            else:
+                st.markdown(f"**{hub_spec.label}** ({hub.info.model_class}, {hub.info.parameters:,} weights) read "
+                            f"{res.input_tokens} tokens and wrote:")
+                st.code(res.output or "(nothing)", language=None, wrap_lines=True)
+                if res.candidates:
+                    st.dataframe(pd.DataFrame([{"word": w, "probability": round(p, 4)} for w, p in res.candidates]),
+                                 hide_index=True, key="enc_hub_fill")
+                st.caption(f"Computed just now from {hub.info.source}. " + (
+                    "The probabilities are the masked-LM head's softmax at the [MASK] position; the sentence uses "
+                    "the top word." if res.candidates else
+                    "Greedy decoding (always the most likely next token), so the same input gives the same output."))
+st.caption(":material/code: Code to run elsewhere (it downloads the model from the hub); this page does not run it.")
+st.code(code_snippet(hub_spec), language="python")
 
 # ------------------------------------------------------------------------------------------------- encoder-decoder
-st.header("4. An encoder-decoder, trained here")
+st.header("5. An encoder-decoder, trained here")
 cfg = s2s.TrainConfig(seed=S2S_SEED)
 st.markdown(
     "T5 and the original Transformer of *Attention is all you need* have both halves: an **encoder** reads the whole "
     "input (bidirectional), a **decoder** writes the output one token at a time (causal), and at every step the "
-    "decoder also reads the encoder's vectors through **cross-attention**. Pretrained ones are too big for this page, "
-    f"so this server trains a small one from scratch: {cfg.layers} encoder + {cfg.layers} decoder layers, "
+    "decoder also reads the encoder's vectors through **cross-attention**. A pretrained one like T5 cannot be "
+    "downloaded on an offline server, so this server trains a small one from scratch: "
+    f"{cfg.layers} encoder + {cfg.layers} decoder layers, "
     f"{cfg.heads} heads, {cfg.d_model}-number vectors, one token per character. Its task can be checked by eye: "
     "turn a date written out, like *3 May 2024*, into the ISO form *2024-05-03*."
 )
@@ -274,17 +349,11 @@ s_head = c2.selectbox("Head", [-1, *range(cfg.heads)], key="s2s_head", bind="que
                       format_func=lambda h: f"all {cfg.heads} heads (average)" if h < 0 else f"head {h}")
 
 
-def _view(att):
-    """One layer/head (or their average) of a cached ``[L, H, R, C]`` tensor: a slice, no model run."""
-    sub = att if s_head < 0 else att[:, s_head : s_head + 1]
-    return layer_average(sub, None if s_layer < 0 else s_layer).numpy()
-
-
 writes = [f"{i}: writes {token_label(c)}" for i, c in enumerate(tr.chosen)]
 src_labels = [f"{i}: {token_label(c)}" for i, c in enumerate(tr.src_tokens)]
 st.markdown("**Cross-attention**: each output character (row) reading the encoded input (columns).")
 cached_chart(("s2s_cross", S2S_SEED, src, s_layer, s_head),
-             lambda: weights_heatmap(_view(tr.cross), writes, src_labels, None, "decoder position (what it writes)",
+             lambda: weights_heatmap(layer_average(tr.cross, s_layer, s_head).numpy(), writes, src_labels, None, "decoder position (what it writes)",
                                      "input character (encoder)"), key="s2s_cross")
 st.caption("Look for the year's digits reading the year, the month's digits reading the month's name, the day's "
            "digits reading the day. Rows sum to 1.")
@@ -292,34 +361,13 @@ c1, c2 = st.columns(2)
 with c1:
     st.markdown("**Encoder self-attention** (bidirectional)")
     cached_chart(("s2s_enc", S2S_SEED, src, s_layer, s_head),
-                 lambda: weights_heatmap(_view(tr.encoder), src_labels, src_labels), key="s2s_enc")
+                 lambda: weights_heatmap(layer_average(tr.encoder, s_layer, s_head).numpy(), src_labels, src_labels), key="s2s_enc")
 with c2:
     st.markdown("**Decoder self-attention** (causal)")
     cached_chart(("s2s_dec", S2S_SEED, src, s_layer, s_head),
-                 lambda: weights_heatmap(_view(tr.decoder), writes, writes), key="s2s_dec")
+                 lambda: weights_heatmap(layer_average(tr.decoder, s_layer, s_head).numpy(), writes, writes), key="s2s_dec")
 st.caption(
     f"Measured weight on later positions: encoder {future_mass(tr.encoder):.1%}, decoder {future_mass(tr.decoder):g} "
     "(its causal mask). The decoder's rows are the positions that chose each output character; position 0 reads "
     "only the start token."
-)
-
-# ------------------------------------------------------------------------------------------------- elsewhere
-st.header("5. The post's own models, elsewhere")
-spec = get_encoder_spec(ENC)
-st.markdown(
-    "GPT-2, BERT and T5 themselves are not on this offline server. With network access, Hugging Face Transformers "
-    "loads each with a few lines; each family does the job its wiring suits: BERT fills a masked word (it was "
-    "trained for that; the encoder above was not, so this page never asks it to), T5 summarizes or translates, GPT-2 "
-    f"continues text. The encoder on this page comes from the PyPI package `{spec.pip.split()[-1]}`."
-)
-st.caption(":material/code: Code to run elsewhere (it downloads the models); it is not run by this page.")
-st.code(
-    'from transformers import pipeline\n\n'
-    'fill = pipeline("fill-mask", model="bert-base-uncased")          # encoder\n'
-    'print(fill("The capital of France is [MASK].")[0]["token_str"])\n\n'
-    'write = pipeline("text-generation", model="gpt2")               # decoder\n'
-    'print(write("Once upon a time", max_new_tokens=20)[0]["generated_text"])\n\n'
-    't5 = pipeline("translation_en_to_fr", model="t5-small")           # encoder-decoder\n'
-    'print(t5("The house is wonderful.")[0]["translation_text"])',
-    language="python",
 )

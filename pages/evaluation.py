@@ -12,8 +12,9 @@ from components.figures.tables import ngram_table
 from components.frame import ensure_frame
 from components.inputs import prompt_input
 from components.model import require_lm
-from engine.evaluation import MAX_REFERENCES, TASK_TEMPLATE, bleu_or_message, parse_references
+from engine.evaluation import MAX_REFERENCES, TASK_TEMPLATE, bleu_or_message, lowest_perplexity, parse_references
 from engine.lm import InputError
+from engine.scoring import text_start_name
 
 DEFAULT_A = "The capital of France is Paris. It is famous for the Eiffel Tower."
 DEFAULT_B = "The capital of France is Rome. It is famous for the Eiffel Tower."
@@ -68,14 +69,15 @@ for col, name, text in ((pa, "A", text_a), (pb, "B", text_b)):
             continue
         st.metric(f"Perplexity of text {name}", f"{sc.perplexity:,.2f}",
                   help=f"exp({sc.mean_loss:.3f}) over {len(sc.tokens)} tokens")
-        st.caption(f"average loss {sc.mean_loss:.3f} nats over {len(sc.tokens)} tokens → exp({sc.mean_loss:.3f}) = "
-                   f"{sc.perplexity:,.2f}")
+        st.caption(f"average loss {sc.mean_loss:.3f} nats (natural-log units) over {len(sc.tokens)} tokens → "
+                   f"exp({sc.mean_loss:.3f}) = {sc.perplexity:,.2f}; the first token is scored after "
+                   f"`{text_start_name(lm)}`.")
         st.html(surprise_html(sc, max_tokens=120))
         rows.append({"text": name, "tokens": len(sc.tokens), "average_loss_nats": sc.mean_loss,
                      "perplexity": sc.perplexity})
 st.html(surprise_legend_html())
 if len(rows) == 2:
-    lower = min(rows, key=lambda r: r["perplexity"])["text"]
+    lower = lowest_perplexity({r["text"]: r["perplexity"] for r in rows})
     rep = caches.text_score(key, REPETITIVE)
     rows.append({"text": "repetitive", "tokens": len(rep.tokens), "average_loss_nats": rep.mean_loss,
                  "perplexity": rep.perplexity})
@@ -83,7 +85,8 @@ if len(rows) == 2:
         f"Text **{lower}** has the lower perplexity: the model finds it more predictable. What a model has learned "
         "(facts included) shows up as predictability, but predictability is all the number measures: the empty, "
         f"repetitive text “Paris is in France.” said 8 times scores **{rep.perplexity:,.2f}**"
-        + (", better than both. " if rep.perplexity < min(r["perplexity"] for r in rows[:2]) else ". ")
+        + (", better than both. " if lowest_perplexity({r["text"]: r["perplexity"] for r in rows}) == "repetitive"
+           else ". ")
         + "Perplexity tells you "
         "how well a model fits text like this, not whether an output is true, useful or well written."
     )

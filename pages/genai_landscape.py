@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from components import caches
@@ -11,8 +12,20 @@ from components.figures.maps import VIEWS, map_figure, modality_figure, modality
 from components.frame import ensure_frame, page_links, page_titles
 from components.model import require_lm
 from components.state import clear_choices
-from engine.landscape import HIERARCHY, MODALITIES, QUIZ, TRANSFORMER_FAMILIES, ancestors, children, level
+from engine.landscape import (
+    HIERARCHY,
+    MODALITIES,
+    QUIZ,
+    SIMPLIFICATION,
+    TRANSFORMER_FAMILIES,
+    analogy_rows,
+    ancestors,
+    children,
+    level,
+    post_models_note,
+)
 from engine.lm import InputError
+from engine.registry import ALLOWED_HUB_MODELS, hub_models_enabled
 
 QUIZ_PREFIX = "land_q_"
 
@@ -58,7 +71,21 @@ with info_col:
             st.caption("…and the live check further down this page.")
     else:
         st.info(status_text(()) + ".", icon=":material/menu_book:")
+st.info(f"**Where the post simplifies.** {SIMPLIFICATION}", icon=":material/info:")
 illustration_note("The map is reference text from the post, not model output.")
+
+# ------------------------------------------------------------------------------------------------ analogy
+st.header("The post's analogy, on the map")
+st.markdown(
+    "The post sums the rings up in one line each. Read them from the top: each row is a ring *inside* the one above "
+    "it on the map, so each adds one idea to the last: examples → neural networks → creating new data → text."
+)
+analogy = pd.DataFrame(analogy_rows(page_titles()))
+st.dataframe(analogy, hide_index=True, width="stretch", key="land_analogy")
+csv_download(analogy, "analogy.csv", key="land_analogy_csv")
+st.caption("The post's analogy table in its own words; the last two columns come from the map above (where each ring "
+           "sits) and from this app's page registry (where it runs live). "
+           "“Using deep learning to create new data” is the simplification noted above.")
 
 # ------------------------------------------------------------------------------------------------ modalities
 st.header("Generative AI is bigger than text")
@@ -129,10 +156,12 @@ with link_cols[1]:
 st.header("Inside the LLM branch: three Transformer families")
 st.markdown(
     "The post names GPT-2, BERT and T5: the same attention wired three ways. Each family runs live in this app as a "
-    "small model of its kind (the *live here* column names it); GPT-2, BERT and T5 themselves are not installed."
+    "small model of its kind (the *live here* column names it). "
+    + post_models_note(hub_models_enabled(), {k: spec.label for k, spec in ALLOWED_HUB_MODELS.items()})
 )
 st.dataframe(
-    [{"family": f.name, "in the post": f.examples, "good at": f.good_at, "live here": f.live_model,
+    [{"family": f.name, "in the post": f.examples, "good at": f.good_at,
+      "live here": f.live_model.format(model=lm.info.name),
       "pages": ", ".join(page_titles().get(p, p) for p in f.pages)} for f in TRANSFORMER_FAMILIES],
     hide_index=True, key="land_families",
 )

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from components import caches
-from components.display import empty_text_notice, illustration_note, show_chart, show_error
+from components.display import cached_chart, empty_text_notice, illustration_note, show_error
 from components.figures.bars import probability_bars
 from components.figures.maps import hierarchy_figure
 from components.frame import PAGES, available_pages, ensure_frame
@@ -36,8 +36,10 @@ else:
         show_error(err)
     else:
         view = dist.view(lm, 10)
-        show_chart(
-            probability_bars([c.text for c in view.candidates], [c.prob for c in view.candidates], view.other_mass),
+        cached_chart(  # built once per (model, prompt) for every visitor
+            ("home_teaser", lm.key, text),
+            lambda: probability_bars([c.text for c in view.candidates], [c.prob for c in view.candidates],
+                                     view.other_mass),
             key="home_teaser",
         )
         best = view.candidates[0]
@@ -51,7 +53,7 @@ st.markdown(
     "**Every LLM is generative AI, but not every generative AI model is an LLM.** Click a box to zoom in; hover for "
     "the post's definition and examples."
 )
-show_chart(hierarchy_figure(), key="home_map")
+cached_chart(("home_map",), hierarchy_figure, key="home_map")  # the same map for everyone
 illustration_note("A map of the field from the post: reference text, not model output.")
 
 st.subheader("The guided path")

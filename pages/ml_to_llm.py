@@ -3,7 +3,6 @@ p(y|x) vs p(x) on the real model, a generative toy, and how a practitioner calls
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -24,6 +23,7 @@ from components.inputs import clean_text, prompt_input
 from components.model import require_lm
 from engine import ml_basics as mb
 from engine.lm import InputError
+from engine.scoring import text_start_name
 from engine.text import html_escape, token_label
 
 SENTENCE_LIMIT = 500
@@ -69,7 +69,8 @@ with cls_col:
                  key="ml_cls_chart", height=360)
     st.caption(
         f"Softmax regression, p(class | x) = softmax(W x + b), trained by gradient descent on cross-entropy: "
-        f"loss {clf.losses[0]:.2f} → {clf.losses[-1]:.2f} nats in {len(clf.losses)} steps, "
+        f"loss {clf.losses[0]:.2f} → {clf.losses[-1]:.2f} nats in {len(clf.losses)} steps (a **nat** is the unit of "
+        "a loss measured with the natural log; every loss in this app is in nats, and bits = nats / ln 2), "
         f"training accuracy {clf.accuracy(X, labels):.0%}. The shaded regions are its decisions; the decision boundaries "
         "are where the colour changes. Hover anywhere for p(class | x)."
     )
@@ -82,15 +83,13 @@ st.markdown(
     "softmax, same cross-entropy loss in training: the *classes* are the vocabulary and the *features* are what the "
     "Transformer computed from the text."
 )
-point_probs = clf.predict_proba(np.array([[px, py]]))[0]
+point = caches.point_prediction(float(spread), 0, float(px), float(py))
 left, right = st.columns(2, gap="large")
 with left:
     st.subheader(f"Your classifier at ({px:.1f}, {py:.1f})")
-    order = np.argsort(-point_probs)
     cached_chart(
         ("ml_cls_bars", float(spread), px, py),
-        lambda: class_bars([mb.CLASS_NAMES[i] for i in order], [point_probs[i] for i in order],
-                              [CLASS_COLOURS[i] for i in order]),
+        lambda: class_bars(list(point.names), list(point.probs), [CLASS_COLOURS[i] for i in point.classes]),
         key="ml_cls_bars",
     )
     st.caption(f"W is {clf.W.shape[0]} × {clf.W.shape[1]}: one row of weights per class, 2 features in.")
@@ -168,7 +167,9 @@ with px_col:
         cached_chart(("ml_px", lm.key, sent_a, sent_b), lambda: cumulative_logprob_figure(cmp),
                      key="ml_px_chart", height=320)
         st.caption(
-            "Each step adds log p(token | the tokens before it); the last point is log p(sentence). Longer texts "
+            f"The first token is scored after `{text_start_name(lm)}`, the token that separates documents in the "
+            "model's training text. Each step adds log p(token | the tokens before it); the last point is "
+            "log p(sentence). Longer texts "
             "collect more negative terms, so compare sentences of similar length, or per-token loss "
             f"(A: {cmp.score_a.mean_loss:.2f}, B: {cmp.score_b.mean_loss:.2f} nats per token)."
         )
@@ -227,6 +228,13 @@ st.markdown(
     "point but cannot make one. A generative model learns **where the points are**, p(x), and can then *sample* new "
     "points that look like the data. Here it is a Gaussian mixture fitted by expectation-maximisation, labels ignored."
 )
+st.info(
+    "**Where the post's map simplifies.** The map on the generative-AI page draws generative AI inside deep learning. "
+    "This Gaussian mixture is a generative model with no neural network at all: generative models (Gaussian "
+    "mixtures, naive Bayes, hidden Markov models) predate deep learning. Today's generative AI is mostly deep, "
+    "which is what the map shows.",
+    icon=":material/account_tree:",
+)
 g1, g2, g3 = st.columns(3)
 components = g1.slider("Gaussians in the mixture", 1, 6, 3, key="ml_components", bind="query-params")
 n_samples = g2.slider("New points to sample", 20, 500, 150, 10, key="ml_samples", bind="query-params")
@@ -244,15 +252,7 @@ with gen_right:
     cached_chart(("ml_mix", float(spread), int(components), int(n_samples), int(seed)),
                  lambda: mixture_figure(X_mix, mix, samples), key="ml_gen_mix", height=380)
     st.caption("Shading: the fitted density p(x). Orange crosses: brand-new points drawn from it.")
-mean_s, cov_s = samples.mean(axis=0), np.cov(samples.T)
-stats = pd.DataFrame(
-    {
-        "": ["mean of feature 1", "mean of feature 2", "variance of feature 1", "variance of feature 2"],
-        "real points": [*X_mix.mean(axis=0), *np.var(X_mix, axis=0)],
-        "fitted p(x)": [*mix.mean(), *np.diag(mix.covariance())],
-        "sampled points": [mean_s[0], mean_s[1], cov_s[0, 0], cov_s[1, 1]],
-    }
-)
+stats = pd.DataFrame(caches.mixture_stats(float(spread), 0, int(components), int(n_samples), int(seed)))
 s1, s2 = st.columns([3, 2], gap="large")
 with s1:
     st.dataframe(stats.round(3), hide_index=True, width="stretch", key="ml_gen_stats")
@@ -271,12 +271,15 @@ st.header("5. Use, don't train: calling this model yourself")
 st.markdown(
     "As a practitioner you rarely train an LLM: you **use** a pretrained one (through an API, or an open model with "
     "Hugging Face `transformers`) and then prompt it or fine-tune it. This is the code that computes what sections 2 "
-    "and 3 showed, with your prompt and sentences filled in. It downloads the same model from the Hugging Face hub."
+    "and 3 showed, with your prompt and sentences filled in. It downloads the model's **original weights** from the "
+    "Hugging Face hub; this app runs a **4-bit copy** of them (unpacked to float32, see the sidebar's model card), so "
+    "your numbers will differ slightly from the page's."
 )
 code_prompt = text if text.strip() else "The capital of France is"
 code_a = sent_a if sent_a.strip() else "The cat sat on the mat."
 code_b = sent_b if sent_b.strip() else "The mat sat on the cat."
-st.code(mb.usage_code(lm.spec.hub_id or lm.info.name, code_prompt, code_a, code_b), language="python")
+st.code(mb.usage_code(lm.spec.hub_id or lm.info.name, code_prompt, code_a, code_b, start_token=text_start_name(lm)),
+        language="python")
 expected = []
 if head is not None:
     for c in head.dist.view(lm, 5).candidates:
@@ -284,7 +287,8 @@ if head is not None:
 if cmp is not None:
     expected += [f"logp_a {cmp.score_a.total_logprob:.4f}", f"logp_b {cmp.score_b.total_logprob:.4f}"]
 if expected:
-    st.markdown("What this page computed for the same inputs (your run should print the same, up to rounding):")
+    st.markdown("What this page computed for the same inputs with the 4-bit weights (your run with the original "
+                "weights should print close numbers, not the same ones):")
     st.code("\n".join(expected), language=None)
 st.caption(
     "One known difference: the embedded copy of the model splits numbers into tokens differently from the hub "
@@ -300,5 +304,45 @@ for stem, label in (("pretraining", "Pretraining: the loss and one gradient step
                     ("next_token", "Next-token prediction, step by step")):
     if stem in present:
         st.page_link(f"pages/{stem}.py", label=label, icon=":material/arrow_forward:")
+
+# ------------------------------------------------------------------------------------------------ 6. connections
+st.header("6. How this connects to what you know")
+st.markdown(
+    "The post's summary: LLMs are **ML at scale + language data + deep architectures**. Each step of the ML workflow "
+    "you know has an LLM counterpart. Here is each one measured by the model on your prompt from section 2, with the "
+    "page that shows it live."
+)
+conn = None
+if not text.strip():
+    empty_text_notice()
+else:
+    try:
+        conn = caches.ml_connections(lm.key, text)
+    except InputError as err:
+        show_error(err)
+if conn is not None:
+    mappings = (
+        ("Data preprocessing", "→ tokenization", "Tokens in your prompt", f"{conn.n_tokens:,}",
+         f"{conn.n_chars:,} characters became {conn.n_tokens:,} tokens: the model's rows and columns.",
+         "tokenization", "Tokenization"),
+        ("Training", "→ still gradient descent", "Its loss per token on your prompt", f"{conn.mean_loss:.2f} nats",
+         "The cross-entropy that pretraining minimises by gradient descent, on enormous data; here averaged over "
+         "your prompt's tokens.",
+         "pretraining", "Pretraining"),
+        ("Evaluation", "→ BLEU, perplexity", "Perplexity of your prompt", f"{conn.perplexity:,.1f}",
+         f"exp({conn.mean_loss:.2f}): as unsure as a fair pick among about {conn.perplexity:,.0f} tokens.",
+         "evaluation", "Evaluation"),
+        ("Model serving", "→ APIs, chatbots", "Tokens as a chat request", f"{conn.chat_tokens:,}",
+         f"Sent as one chat message, the template wraps your {conn.n_tokens:,} tokens into {conn.chat_tokens:,}.",
+         "using_llms", "Using an LLM: APIs & serving"),
+    )
+    present = {p.stem for p in available_pages()}
+    for col, (ml, llm_side, label, value, note, stem, title) in zip(st.columns(4, gap="medium"), mappings):
+        with col:
+            st.markdown(f"**{ml}**  \n{llm_side}")
+            st.metric(label, value)
+            st.caption(note)
+            if stem in present:
+                st.page_link(f"pages/{stem}.py", label=title, icon=":material/arrow_forward:")
 illustration_note("The toy data in sections 1 and 4 is generated on this page (not model output); every LLM number "
                   "above was computed by the model for your inputs.")

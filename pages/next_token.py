@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-import time
 
 import pandas as pd
 import streamlit as st
 
 from components import caches
 from components import state as walk_state
-from components.display import csv_download, empty_text_notice, show_chart, show_error
+from components.display import cached_chart, csv_download, empty_text_notice, show_chart, show_error, stream_text
 from components.figures.bars import probability_bars
 from components.figures.html import continued_text_html
 from components.figures.lines import entropy_steps_figure
@@ -104,7 +103,7 @@ with right:
     m2.metric("Entropy", f"{dist.entropy_bits:.2f} bits", f"≈ {dist.effective_choices:,.1f} choices",
               delta_color="off", delta_arrow="off", help="2^entropy: as unsure as a fair pick among this many tokens.")
 with left:
-    show_chart(probability_bars(
+    cached_chart(("nt_bars", lm.key, tuple(ids), k, highlight_id), lambda: probability_bars(  # shared by every visitor
         [c.text for c in view.candidates],
         [c.prob for c in view.candidates],
         view.other_mass,
@@ -197,23 +196,27 @@ with c3:
 clicked = st.button("Generate", icon=":material/play_arrow:", type="primary", key="nt_generate")
 request = (ids, int(n_new), float(temp), bool(fast))
 out_box, rate_box = st.empty(), st.empty()
-if clicked:  # streamed live, so not cached: the page shows each token as it arrives
-    streamed, tokens, elapsed = "", 0, 0.0
-    start = time.perf_counter()
-    for step in lm.generate_stream(ids, n_new, temperature=temp, seed=0, fast=fast):
-        streamed, tokens, elapsed = streamed + step.text, tokens + 1, time.perf_counter() - start
-        out_box.html(continued_text_html(text + added, streamed))
-        rate_box.caption(f":material/speed: {tokens} tokens in {elapsed:.1f} s: **{tokens / elapsed:.1f} tokens/s**")
-    st.session_state[GEN] = {"request": request, "text": streamed, "tokens": tokens, "seconds": elapsed}
+if clicked:  # streamed live, so not cached: the page shows the text as it arrives, redrawn a few times a second
+    def draw(t) -> None:
+        out_box.html(continued_text_html(text + added, t.text))
+        rate_box.caption(f":material/speed: {t.tokens} tokens in {t.seconds:.1f} s: **{t.tokens_per_s:.1f} tokens/s**")
+
+    tally = stream_text(lm.generate_stream(ids, n_new, temperature=temp, seed=0, fast=fast), draw)
+    st.session_state[GEN] = {"request": request, "text": tally.text, "tokens": tally.tokens, "seconds": tally.seconds,
+                             "first_token_s": tally.first_token_s, "tokens_per_s": tally.tokens_per_s,
+                             "fast": tally.fast}
 saved = st.session_state.get(GEN)
 if saved and saved["request"] == request:
     out_box.html(continued_text_html(text + added, saved["text"]))
-    rate = saved["tokens"] / saved["seconds"] if saved["seconds"] > 0 else 0.0
     ended = " It stopped at the end-of-reply token." if saved["tokens"] < n_new else ""
-    how = "4-bit weights, bfloat16 arithmetic: close to the exact model, not equal" if fast else "exact float32 model"
+    how = ("4-bit weights, bfloat16 arithmetic: close to the float32 path, not equal" if saved["fast"]
+           else "float32 arithmetic on the 4-bit weights unpacked to float32")
+    if fast and not saved["fast"]:
+        how += "; the 4-bit copy was still being prepared, so this run used float32"
     rate_box.caption(
-        f":material/speed: {saved['tokens']} tokens in {saved['seconds']:.1f} s: **{rate:.1f} tokens/s** on this "
-        f"CPU ({how}; one forward pass per token, reusing the cached keys and values of earlier tokens).{ended}"
+        f":material/speed: {saved['tokens']} tokens in {saved['seconds']:.1f} s: **{saved['tokens_per_s']:.1f} "
+        f"tokens/s** on this CPU, first token after {(saved['first_token_s'] or 0) * 1000:.0f} ms ({how}; one forward pass "
+        f"per token, reusing the cached keys and values of earlier tokens).{ended}"
     )
 elif not clicked:
     rate_box.caption("Press **Generate** to watch the text appear token by token.")

@@ -11,7 +11,9 @@ from components.figures.lines import step_sweep_figure
 from components.frame import ensure_frame
 from components.inputs import prompt_input
 from components.model import require_lm
+from engine import weights
 from engine.lm import MAX_INPUT_TOKENS, InputError
+from engine.scoring import CONDITIONING_TOKENS, extremes, lowest, text_start_name
 from engine.training import MAX_TRAIN_TOKENS, STEP_LRS
 
 DEFAULT_TEXT = (
@@ -32,6 +34,15 @@ st.markdown(
 
 lm = require_lm()
 key = lm.key
+if "instruct" in lm.info.name.lower():
+    st.info(
+        f"**The model here is instruction-tuned.** {lm.info.name} is the pretrained model *after* fine-tuning on "
+        "instructions and preference tuning: its pretraining-only version is not installed. So the losses below are "
+        "a chat model's view of plain text (it leans towards helpful-assistant wording); a base model, straight out "
+        "of pretraining, would score the same text somewhat differently. The Fine-tuning page compares the model "
+        "with and without its chat template.",
+        icon=":material/info:",
+    )
 
 # ------------------------------------------------------------------------------------------------ surprise view
 st.subheader("1. How surprised is the model by your text?")
@@ -51,7 +62,9 @@ else:
 if score is not None:
     c1, c2, c3 = st.columns(3)
     c1.metric("Tokens scored", f"{len(score.tokens):,}")
-    c2.metric("Average loss", f"{score.mean_loss:.2f} nats", help="Mean of −log p over the tokens: the pretraining loss.")
+    c2.metric("Average loss", f"{score.mean_loss:.2f} nats",
+              help="Mean of −log p over the tokens: the pretraining loss. Nats: the loss measured with the natural "
+              "log (bits = nats / ln 2).")
     c3.metric("Perplexity", f"{score.perplexity:,.1f}", help="exp(average loss).")
     st.markdown(
         f"**Perplexity = exp(average loss) = exp({score.mean_loss:.2f}) = {score.perplexity:,.1f}.** On average the "
@@ -61,12 +74,34 @@ if score is not None:
     st.html(surprise_legend_html())
     st.html(surprise_html(score, max_tokens=400))
     show_chart(token_loss_figure(score), key="pt_token_loss")
-    worst = max(score.tokens, key=lambda t: t.loss)
-    best = min(score.tokens, key=lambda t: t.loss)
+    worst, best = extremes(score)
     st.caption(
         f"Most surprising: '{worst.text}' (p = {worst.prob:.1e}, ranked {worst.rank:,}). Least: '{best.text}' "
-        f"(p = {best.prob:.1%}). The first token is predicted from the start-of-text token alone."
+        f"(p = {best.prob:.1%}). The first token is predicted from `{text_start_name(lm)}` alone: the token that "
+        "separates documents in the training text, so the model reads yours as the start of a new document."
     )
+    with st.expander("Why that token? The first token's loss with each choice", icon=":material/compare:"):
+        st.markdown(
+            "SmolLM2's tokenizer calls `<|im_start|>` its *beginning* token, but that token opens a **chat turn** "
+            "(a role name such as `user` follows it). Plain text in the training data follows `<|endoftext|>`. "
+            f"Here is your text (its first {CONDITIONING_TOKENS} tokens at most) scored after each, and after "
+            "nothing (then its first token cannot be scored):"
+        )
+        try:
+            cond = caches.conditioning(key, text)
+        except InputError as err:
+            show_error(err)
+        else:
+            st.dataframe(pd.DataFrame([
+                {"before the text": r.choice, "first token's loss (nats)": r.first_loss,
+                 "perplexity (all scored tokens)": r.perplexity,
+                 "perplexity (tokens 2, 3, …: same for all)": r.rest_perplexity} for r in cond
+            ]), hide_index=True, width="stretch",
+                column_config={c: st.column_config.NumberColumn(format="%.2f") for c in (
+                    "first token's loss (nats)", "perplexity (all scored tokens)",
+                    "perplexity (tokens 2, 3, …: same for all)")})
+            st.caption("Lower is better. The pages that score plain text (this one, Evaluation, From ML to LLMs) "
+                       "all use the first row's token.")
     table = pd.DataFrame(
         {
             "position": [t.position for t in score.tokens],
@@ -112,13 +147,29 @@ if score is not None:
 # ------------------------------------------------------------------------------------------------ one gradient step
 st.subheader("3. One step of gradient descent, made visible")
 st.markdown(
-    "Training repeats one move billions of times: compute the loss on some text, compute its **gradient** (which way "
-    "each weight should move to lower the loss), and step the weights a little that way: "
+    "Training repeats one move over and over: compute the loss on a batch of text, compute its **gradient** (which "
+    "way each weight should move to lower the loss), and step the weights a little that way: "
     "**W ← W − learning rate × ∇loss**. Here is a single step on one sentence, computed live. To keep it quick, the "
-    "step changes only the MLP output weights of the last 4 layers; real pretraining updates every weight, on "
-    "millions of sentences per step. The shared model is not changed: the stepped weights are used for these numbers "
-    "only."
+    "step changes only the MLP output weights of the last 4 layers; real pretraining updates every weight, on a "
+    "batch of many sequences per step. The shared model is not changed: the stepped weights are used for these "
+    "numbers only."
 )
+scale = weights.pretraining_scale(key, len(score.tokens) if score is not None else 0, lm.info.parameters)
+if scale is not None:
+    f = scale.facts
+    st.markdown(
+        f"**At real scale.** {lm.info.name}'s pretraining read about **{weights.in_words(f.tokens)} tokens** "
+        f"(source: [{f.source}]({f.url})): that is about **{weights.in_words(scale.copies)} copies** of your {scale.text_tokens:,}-token "
+        f"text above, and about **{weights.in_words(scale.tokens_per_parameter)} tokens for each of its "
+        f"{lm.info.parameters:,} parameters**. Steps: "
+        + (f"{f.steps:,}" if f.steps else "not stated in the source")
+        + "; batch size: "
+        + (f"{f.batch_tokens:,} tokens" if f.batch_tokens else "not stated in the source")
+        + f". The [SmolLM2 paper]({weights.SMOLLM2_PAPER}) describes the family's multi-stage training (its 1.7B "
+        "model read about 11 trillion tokens)."
+    )
+elif score is not None:
+    st.caption(f"No published pretraining figures are recorded for {lm.info.name}.")
 step_text = prompt_input(
     "Sentence to train on", key="pt_step", default=DEFAULT_STEP_TEXT, height=68,
     help=f"Short: at most {MAX_TRAIN_TOKENS - 1} tokens.",
@@ -140,7 +191,7 @@ else:
         c2.metric("Loss after one step", f"{after:.3f}", delta=f"{after - gs.loss_before:+.3f}", delta_color="inverse")
         c3.metric("Weights updated", f"{gs.num_params:,}", help=f"of {gs.total_params:,} in the model")
         show_chart(step_sweep_figure(gs, i), key="pt_step_sweep")
-        best = min(range(len(STEP_LRS)), key=lambda j: gs.loss_after[j])
+        best = lowest(gs.loss_after)
         overshoot = (
             f"a step that is too large **overshoots** and the loss goes up instead (learning rate {STEP_LRS[-1]:g}: "
             f"{gs.loss_after[-1]:.1f}). That is why training takes small steps, many times over."

@@ -15,6 +15,7 @@ from engine.prompting import (
     SENTIMENT_EXAMPLES,
     SENTIMENT_LABELS,
     few_shot_prompt,
+    label_summary,
     trim_history,
 )
 from engine.text import first_line, html_escape
@@ -113,9 +114,10 @@ else:
 # --------------------------------------------------------------------------------------------- zero vs few shot
 st.subheader("Zero-shot vs few-shot")
 st.markdown(
-    "**Zero-shot**: ask for the answer directly. **Few-shot**: show a few solved examples first, in the same "
-    "format. Nothing is trained; the examples only change the text the model continues. Below, the model's "
-    "probability of each label word after each prompt."
+    "**Zero-shot**: give the instruction and the input, and ask for the answer directly. **Few-shot**: the same "
+    "instruction, then a few solved examples in the same format, then the input. Both prompts share the instruction, "
+    "so any difference comes from the examples alone. Nothing is trained; the examples only change the text the "
+    "model continues. Below, the model's probability of each label word after each prompt."
 )
 review = cleaned(
     st.text_input("Review to classify", value="The food was cold and the waiter ignored us.", key="pr_review",
@@ -137,11 +139,11 @@ else:
             st.markdown(f"**{name}**")
             st.code(prompt, language=None, wrap_lines=True)
             answer = first_line(caches.greedy(key, prompt, 4))
-            best = max(scores[name], key=lambda s: s.prob)
+            best, mass = label_summary(scores[name])
             st.markdown(
                 f"Generated answer (greedy): **{html_escape(answer) or '(nothing)'}**  \n"
-                f"Most likely label: `{best.label.strip()}` ({best.prob:.1%}); the four labels together hold "
-                f"{sum(s.prob for s in scores[name]):.1%} of the probability."
+                f"Most likely label: `{best.label.strip()}` ({best.prob:.1%}); the {len(scores[name])} labels together "
+                f"hold {mass:.1%} of the probability."
             )
     table = pd.DataFrame(
         [{"prompt": name, "label": s.label, "p(label | prompt)": s.prob, "share among labels": s.share}
@@ -221,8 +223,8 @@ st.caption("The right answer is Canberra. Wording moves probability between answ
 st.subheader("Chat with the model")
 st.markdown(
     "A chatbot is this model served in a loop: your message is added to the conversation, the whole conversation is "
-    "templated into one string, and the model generates the reply token by token. This is a 135-million-parameter "
-    "model: expect fluent text and frequent mistakes."
+    "templated into one string, and the model generates the reply token by token. This is "
+    f"{lm.info.name}, a model with {lm.info.parameters:,} parameters: expect fluent text and frequent mistakes."
 )
 st.session_state.setdefault(HISTORY_KEY, [])
 history: list[dict[str, str]] = st.session_state[HISTORY_KEY]
@@ -276,10 +278,11 @@ with box:
                 history.append({"role": "assistant", "content": reply.strip() or "(empty reply)"})
                 turns += 1
 st.caption(
-    f"{turns} of {MAX_CHAT_TURNS} turns used. Replies stop at {max_new} tokens or at `<|im_end|>`; the "
-    f"conversation is cut to its latest {MAX_CHAT_TOKENS} tokens (oldest turns first). "
-    + ("Replies use the fast 4-bit mode: close to the exact model, not equal." if fast
-       else "Replies use the exact float32 model.")
+    f"{turns} of {MAX_CHAT_TURNS} turns used. Replies stop at {max_new} tokens or at `<|im_end|>`. When the "
+    f"conversation outgrows {MAX_CHAT_TOKENS} tokens, whole turns are dropped, oldest first; the system prompt is "
+    "always kept. "
+    + ("Replies use the fast 4-bit mode: close to the float32 path, not equal." if fast
+       else "Replies use float32 arithmetic on the 4-bit weights unpacked to float32.")
 )
 r_col, _ = st.columns([1, 3])
 if r_col.button("Reset the chat", icon=":material/restart_alt:", key="pr_chat_reset"):

@@ -14,7 +14,7 @@ from components.inputs import prompt_input
 from components.model import require_lm
 from engine.generation import MAX_SAMPLES, first_token_histogram, max_samples_for
 from engine.lm import InputError
-from engine.sampling import sampling_view
+from engine.sampling import sampling_view, temperature_regime
 from engine.text import token_label
 
 BATCH = "_tmp_batch"  # the last sampled batch and the settings it was drawn with
@@ -58,9 +58,11 @@ cut, order = sv.cut, sv.order
 pieces = [lm.token_text(i) for i in order]
 
 m = st.columns(4)
-before, after = sv.entropy_before, sv.entropy_after
-m[0].metric("Entropy after temperature", f"{before:.2f} bits", help="How unsure the model is, in bits.")
-m[1].metric("Effective choices", f"{2 ** before:,.1f}", f"{2 ** after:,.1f} after the cuts",
+before = sv.entropy_before
+m[0].metric("Entropy after temperature", f"{before:.2f} bits",
+            help="How unsure the model is, in bits (log base 2). Losses on other pages are in nats (natural log): "
+            "bits = nats / ln 2.")
+m[1].metric("Effective choices", f"{sv.effective_before:,.1f}", f"{sv.effective_after:,.1f} after the cuts",
             delta_color="off", delta_arrow="off", help="2^entropy: as random as a fair pick among this many tokens.")
 m[2].metric("Tokens that can be drawn", f"{cut.kept:,}", f"of {lm.vocab_size:,}", delta_color="off",
             delta_arrow="off")
@@ -120,14 +122,21 @@ if temperature <= 0:
 
 # ------------------------------------------------------------------------------------------------ which to use
 st.subheader("Greedy or sampling? Low or high temperature?")
+regime = temperature_regime(temperature)
+here = " ← your setting"
 st.markdown(
+    "**Sampling** draws the next token at random in proportion to its probability, so each run differs. "
+    "Temperature decides which distribution it draws from:\n\n"
     "- **Greedy** (T = 0) always takes the most likely token: the same prompt gives the same text every "
-    "time, but it can get stuck repeating itself.\n"
-    "- **Sampling** draws the next token at random in proportion to its probability, so each run differs.\n"
-    "- **Low temperature** (about 0.2 to 0.7) keeps the model close to its best guesses: use it for facts, "
-    "code, extraction and answers that should be repeatable.\n"
-    "- **High temperature** (about 1 and above) gives more varied, surprising text: brainstorming and "
-    "stories. Too high and the rare, nonsensical tokens start to win; top-k and top-p cut that tail off."
+    f"time, but it can get stuck repeating itself.{here if regime == 'greedy' else ''}\n"
+    "- **Low temperature** (between 0 and 1, e.g. 0.2 to 0.7) sharpens the model's distribution towards its best "
+    "guesses: use it for facts, code, extraction and answers that should be repeatable."
+    f"{here if regime == 'low' else ''}\n"
+    "- **T = 1** is the model's **own distribution**, unchanged: the probabilities it learned in training."
+    f"{here if regime == 'own' else ''}\n"
+    "- **High temperature** (above 1) flattens the distribution for more varied, surprising text: brainstorming "
+    "and stories. Too high and the rare, nonsensical tokens start to win; top-k and top-p cut that tail off."
+    f"{here if regime == 'high' else ''}"
 )
 
 # ------------------------------------------------------------------------------------------------ a batch

@@ -7,14 +7,17 @@ import pandas as pd
 import streamlit as st
 
 from components import caches
-from components.display import cached_chart, csv_download, tokenizer_chips
+from components.display import cached_chart, csv_download, show_error, tokenizer_chips
 from components.figures.bars import byte_length_figure, comparison_figure
+from components.figures.html import chips_html, wordpiece_chips_html
 from components.figures.tables import tokens_table
 from components.frame import ensure_frame, pending_shared_prompt
 from components.inputs import cleaned, live_prompt_input, prompt_input
 from components.model import require_lm
 from components.state import switch_box, use_example
 from engine import tokens as tok
+from engine.loader import ModelLoadError
+from engine.registry import ENCODER_DEFAULT_KEY
 from engine.text import visible_whitespace
 
 MULTI_KEY, EXAMPLE_KEY = "tok_multi", "tok_example"
@@ -87,8 +90,7 @@ else:
     c3.metric("Tokens", f"{stats.tokens:,}")
     c4.metric("Characters per token", f"{stats.chars_per_token:.2f}")
     tokenizer_chips(result.pieces, show_markers)
-    partial = sum(p.partial for p in result.pieces)
-    special = sum(p.special for p in result.pieces)
+    partial, special = result.partial_count, result.special_count
     legend = [
         "Hover a chip for its position, id and bytes. The small number is the id: the row of the embedding table "
         "the model looks up."
@@ -114,6 +116,21 @@ else:
     lesson = next((e.lesson for e in tok.EXAMPLES if e.text == text), None)
     if lesson:
         st.info(lesson, icon=":material/lightbulb:")
+    chars = caches.character_facts(key, text)
+    if chars:
+        st.markdown("**Characters of more than one byte**: what you see as one character, taken apart.")
+        st.dataframe(pd.DataFrame([{
+            "character": c.text, "code points": " + ".join(c.code_points), "names": " + ".join(c.names).lower(),
+            "symbols (emoji)": c.symbols, "zero-width joiners": c.joiners, "UTF-8 bytes": c.utf8_bytes,
+            "tokens on its own": c.tokens} for c in chars]), hide_index=True, width="stretch", key="tok_chars")
+        joined = next((c for c in chars if c.joiners), None)
+        st.caption(
+            "Counted from your text: a character on screen (a *grapheme*) can be several Unicode code points, each "
+            "1–4 bytes of UTF-8, and the tokenizer reads bytes."
+            + (f" {joined.text} is {joined.symbols} symbol(s) glued by {joined.joiners} zero-width joiner(s): "
+               f"{len(joined.code_points)} code points, {joined.utf8_bytes} bytes, {joined.tokens} tokens."
+               if joined else "")
+        )
     digits, digit_tokens = tok.digit_runs(result)
     if digits >= 4:
         note = f":material/pin: {digits} digits in this text take {digit_tokens} tokens"
@@ -126,14 +143,14 @@ else:
         csv_download(table, "tokens.csv", key="tok_csv")
     st.caption(
         f"Round trip: decoding these {stats.tokens:,} ids gives back "
-        + ("exactly the text you typed." if tok.round_trip(lm, text) else "a different text (this is a bug).")
+        + ("exactly the text you typed." if result.round_trip else "a different text (this is a bug).")
     )
 
 # ------------------------------------------------------------------------------------------------ cost
 st.subheader("Same meaning, different cost")
 rows = caches.compare_texts(key, tok.PARALLEL)
 english = rows[0]
-worst = max(rows, key=lambda r: r.relative_tokens)
+worst = tok.most_expensive(rows)
 st.markdown(
     "APIs bill **per token**, and the context window is counted **in tokens**. The same sentence in different "
     f"languages needs very different numbers of tokens: here from {english.stats.tokens} in English to "
@@ -174,17 +191,8 @@ st.markdown(
     "leading space (the usual mid-sentence form) and without (start of a line). The first "
     f"{len(summary.specials)} ids are **control tokens** that structure chats and the code the model was trained on."
 )
-special_rows = pd.DataFrame({"id": list(summary.specials), "token": list(summary.specials.values())})
-roles = {
-    "<|im_start|>": "starts a chat turn; the role (system, user, assistant) follows",
-    "<|im_end|>": "ends a chat turn",
-    "<|endoftext|>": "separates documents in the training data",
-}
-special_rows["role"] = [
-    roles.get(t, "marks structure in the code and notebook training data")
-    + ("; it is the end-of-sequence token: generation stops here" if t == lm.info.eos_token else "")
-    for t in special_rows["token"]
-]
+special_rows = pd.DataFrame(tok.control_token_rows(summary.specials, lm.info.eos_token),
+                            columns=["id", "token", "role"])
 with st.expander(f"The {len(summary.specials)} control tokens", icon=":material/key:"):
     st.dataframe(special_rows, hide_index=True, width="stretch")
     st.caption("A one-message chat, laid out with them exactly as the model reads it:")
@@ -231,11 +239,47 @@ st.markdown(
 )
 cached_chart(("tok_lengths", key), lambda: byte_length_figure(summary.byte_length_counts), key="tok_lengths")
 longest = pd.DataFrame(
-    {
-        "id": [i for i, _ in summary.longest],
-        "entry (· = space, ↵ = new line)": [visible_whitespace(t, spaces=True) for _, t in summary.longest],
-        "bytes": [len(t.encode("utf-8")) for _, t in summary.longest],
-    }
+    [{"id": i, "entry (· = space, ↵ = new line)": visible_whitespace(t, spaces=True), "bytes": n}
+     for i, t, n in tok.longest_entries(summary)]
 )
 with st.expander("The longest entries", icon=":material/straighten:"):
     st.dataframe(longest, hide_index=True, width="stretch")
+
+# ------------------------------------------------------------------------------------------------ wordpiece
+st.subheader("Another model, another tokenizer: WordPiece")
+st.markdown(
+    "Every model family brings its own tokenizer. BERT-family encoders (the Encoders page runs one, "
+    "all-MiniLM-L6-v2) use **WordPiece**: the text is lower-cased (for this model), split into words, and each word "
+    "into the longest pieces of its vocabulary; a piece that continues a word starts with `##`. `[CLS]` opens every "
+    "text and `[SEP]` closes it, and a character it cannot spell becomes `[UNK]`: that information is lost. "
+    f"{lm.info.name}'s **byte-level BPE** keeps case, glues a space to the next token and can spell anything from "
+    "bytes. Here both cut the same text: your prompt from the box above."
+)
+if not text:
+    st.info("Type some text in the box above to compare the two tokenizers.", icon=":material/edit:")
+else:
+    try:
+        encoder = caches.encoder_model(ENCODER_DEFAULT_KEY)
+        cmp = caches.tokenizer_comparison(ENCODER_DEFAULT_KEY, key, text)
+    except ModelLoadError as err:
+        st.warning(f"The encoder is not available: {err.reason} {err.fix}", icon=":material/warning:")
+    except ValueError as err:
+        show_error(err)
+    else:
+        w1, w2, w3, w4 = st.columns(4)
+        w1.metric("Words", f"{cmp.words:,}", help="Runs of characters between spaces.")
+        w2.metric("WordPiece tokens", f"{cmp.wordpiece_content:,}", help="Without [CLS] and [SEP].")
+        w3.metric(f"BPE tokens ({lm.info.name})", f"{len(cmp.bpe):,}")
+        w4.metric("[UNK] in WordPiece", f"{cmp.unknown:,}")
+        st.markdown(f"**WordPiece ({encoder.info.name})**, {len(cmp.wordpiece):,} tokens with [CLS] and [SEP]:")
+        st.html(wordpiece_chips_html(cmp.wordpiece, cmp.wordpiece_ids))
+        st.markdown(f"**Byte-level BPE ({lm.info.name})**, {len(cmp.bpe):,} tokens (· is a space):")
+        st.html(chips_html(cmp.bpe, cmp.bpe_ids, show_whitespace=True))
+        st.caption(
+            f"{cmp.continued} WordPiece token(s) continue a word (dashed, `##`). "
+            + ("WordPiece lower-cased the text first: 'Paris' and 'paris' are the same to it. " if cmp.lowercased
+               else "")
+            + (f"It had no piece for {cmp.unknown} character run(s) and wrote [UNK]: the model never sees what was "
+               "there. " if cmp.unknown else "")
+            + "Token ids mean nothing across models: each has its own vocabulary."
+        )

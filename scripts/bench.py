@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -31,7 +32,7 @@ RERUN_ACTIONS: dict[str, tuple[str, str, list]] = {
     "next_token": ("slider", "nt_k", [5, 20, 10]),
     "attention": ("slider", "at_layer", [3, 10, 20]),
     "pretraining": ("select_slider", "pt_lr", [0.3, 0.1]),
-    "fine_tuning": ("radio", "ft_pick", ["B", "A"]),
+    "fine_tuning": ("select_slider", "ft_rank", [8, 4]),
     "tokenization": ("toggle", "tok_markers", [True, False]),
     "embeddings": ("slider", "emb_layer", [3, 10, 20]),
     "context_window": ("slider", "cw_window", [32, 64, 16]),
@@ -225,19 +226,57 @@ def _server_memory_mb(pid: int) -> dict:
     return out
 
 
+def _run_lines(log: Path, offset: int) -> list[dict[str, float]]:
+    """The ``llmx-run`` lines (``components.frame.RunTimer``) a server wrote to ``log`` after byte ``offset``."""
+    from components.frame import RUN_LOG_PREFIX
+
+    with open(log, "rb") as f:
+        f.seek(offset)
+        text = f.read().decode("utf-8", "replace")
+    # Found anywhere in a line: the server's own log output shares the file and may run into a line.
+    pattern = re.escape(RUN_LOG_PREFIX) + r" page=\S+ frame_ms=([\d.]+) page_ms=([\d.]+) total_ms=([\d.]+)"
+    return [
+        {"frame_ms": float(m[1]), "page_ms": float(m[2]), "total_ms": float(m[3])} for m in re.finditer(pattern, text)
+    ]
+
+
+def _process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process used so far (all its threads), from ``/proc``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure_server(sessions: int) -> dict:
     """Against a real ``streamlit run``: ``sessions`` websocket sessions open the next-token page's default example
     at once (the classroom figure), then every page is visited and its main action used; the server's peak
-    resident memory is read from the kernel (one shared model, as in production)."""
-    from components.frame import available_pages
+    resident memory is read from the kernel (one shared model, as in production).
+
+    Where a classroom's time goes, per session, measured on the server rather than seen from the client (the client's
+    wall-clock times include queueing behind the other sessions and whatever else the machine runs):
+
+    - ``script_ms_p50`` (with ``script_frame_ms_p50`` and ``script_page_ms_p50``): CPU time of one script run, the frame
+      (navigation, sidebar, share link, guided path) and the page apart. The server runs with ``LLMX_PROFILE_RUNS=1``,
+      so the app prints one ``llmx-run`` line per run (``components.frame.RunTimer``: ``time.thread_time`` of the
+      session's script thread, so the other sessions running at the same time do not count).
+    - ``server_cpu_ms_per_session``: the whole server process's CPU during the classroom run divided by the number of
+      sessions: the script run plus what Streamlit does around it (the websocket, session set-up, sending the
+      messages), i.e. the figure the class's p95 grows with.
+    """
+    from components.frame import PROFILE_ENV, available_pages
     from tests.browser.conftest import ARTIFACTS, start_server, stop_server
     from tests.support.st_client import run_many_sync
 
     ARTIFACTS.mkdir(exist_ok=True)
-    proc, base = start_server()
+    proc, base = start_server(extra_env={PROFILE_ENV: "1"})
+    log = ARTIFACTS / f"server-{base.rsplit(':', 1)[1]}.log"
     try:
         run_many_sync(base, [""])  # Home loads the model: the load is not part of the classroom figure
+        run_many_sync(base, ["next_token"])  # and the page's first use (its cached results) neither
+        offset, cpu0 = log.stat().st_size, _process_cpu_s(proc.pid)
         results = run_many_sync(base, ["next_token"] * sessions)
+        cpu1 = _process_cpu_s(proc.pid)
+        time.sleep(0.5)  # the last runs' lines reach the log
+        runs = _run_lines(log, offset)
         page_errors = []
         for page in available_pages():
             for r in run_many_sync(base, ["" if page.stem == "home" else page.stem], timeout=300):
@@ -247,11 +286,20 @@ def measure_server(sessions: int) -> dict:
     finally:
         stop_server(proc)
     times = [r.seconds * 1000 for r in results]
+
+    def p50(field: str) -> float | None:
+        values = [r[field] for r in runs if field in r]
+        return round(statistics.median(values), 1) if values else None
+
     return {
         "classroom_sessions": sessions,
         "classroom_p50_ms": _percentile(times, 0.5),
         "classroom_p95_ms": _percentile(times, 0.95),
         "classroom_errors": sum(1 for r in results if not r.ok),
+        "script_ms_p50": p50("total_ms"),
+        "script_frame_ms_p50": p50("frame_ms"),
+        "script_page_ms_p50": p50("page_ms"),
+        "server_cpu_ms_per_session": round((cpu1 - cpu0) * 1000 / max(sessions, 1), 1),
         "peak_rss_mb": memory.get("VmHWM"),
         "rss_after_mb": memory.get("VmRSS"),
         "page_errors": len(page_errors),
@@ -343,6 +391,117 @@ def measure_encoders() -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def measure_summarization(lm) -> dict:
+    """The summarization page: the news example summarized in one sentence (fast path, greedy, cap 64): time to the
+    first token (the model reads the whole text first), tokens/s after it, total; a store hit; ROUGE of the summary
+    and the lead baseline; and, in a fresh process with what every page already imports (torch, transformers,
+    streamlit, pandas, plotly, sacrebleu), what importing rouge-score adds (it pulls nltk, and scipy and scikit-learn
+    through it, unless the diffusion or embeddings pages loaded those first): seconds and resident MB."""
+    from engine import summarize as sm
+
+    news = next(e for e in sm.examples() if e.key == "news_library")
+    prompt = sm.build_prompt(lm, news.text, "One sentence", max_new_tokens=64)
+    list(lm.generate_stream(list(prompt.ids), 2, fast=True))  # warm-up (builds the 4-bit weights once)
+    store = sm.SummaryStore()
+    key = ("bench", news.text)
+    t = time.perf_counter()
+    first = None
+    for _ in store.stream(key, lambda: sm.summary_steps(lm, prompt, 64, True), 64, lm.info.eos_token_id, True):
+        first = first if first is not None else time.perf_counter() - t
+    total = time.perf_counter() - t
+    summary = store.get(key)
+    t = time.perf_counter()
+    list(store.stream(key, lambda: iter(()), 64, lm.info.eos_token_id, True))
+    hit_ms = (time.perf_counter() - t) * 1000
+    sm.rouge("warm up", "warm up")
+    t = time.perf_counter()
+    sm.compare_with_lead(news.text, summary.text, news.reference)
+    rouge_ms = (time.perf_counter() - t) * 1000
+    code = (
+        "import gc, json, time, torch, transformers, streamlit, pandas, plotly.graph_objects, sacrebleu\n"
+        "from transformers import AutoModelForCausalLM\n"
+        "def rss():\n"
+        "    gc.collect()\n"
+        "    return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmRSS')) / 1024\n"
+        "base = rss(); t = time.perf_counter()\n"
+        "from engine.summarize import rouge\n"
+        "rouge('the cat sat', 'the cat sat on the mat')\n"
+        "print(json.dumps({'rouge_import_s': time.perf_counter() - t, 'rouge_import_rss_mb': rss() - base}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    return {
+        "summary_prompt_tokens": len(prompt.ids),
+        "summary_tokens": summary.n_tokens,
+        "summary_first_token_s": first or 0.0,
+        "summary_tok_s_after_first": (summary.n_tokens - 1) / max(total - (first or 0.0), 1e-9),
+        "summary_total_s": total,
+        "summary_store_hit_ms": hit_ms,
+        "summary_rouge_and_lead_ms": rouge_ms,
+        **json.loads(out.stdout.strip().splitlines()[-1]),
+    }
+
+
+def measure_rlhf(lm) -> dict:
+    """The RLHF page: the Bradley–Terry reward model on the built-in pairs (encoder features + training) and a 16-pair,
+    30-step DPO run (prepare + steps) on a fresh LoRA adapter, with its final margin gain and KL."""
+    from engine import preference as pref
+    from engine.encoder import load_encoder
+    from engine.training import new_adapter
+
+    encoder = load_encoder()
+    b = pref.builtin_set()
+    t = time.perf_counter()
+    report = pref.fit_reward_model(encoder, b.train, b.held_out)
+    reward_s = time.perf_counter() - t
+    adapter = new_adapter(lm, layers=pref.DPO_LAYERS)
+    t = time.perf_counter()
+    prep = pref.prepare_pairs(lm, b.train[:16], adapter)
+    history = list(pref.dpo_steps(lm, adapter, prep, steps=30, beta=0.1, lr=2e-3))  # the page's default
+    dpo_s = time.perf_counter() - t
+    return {
+        "reward_model_s": reward_s,
+        "reward_model_head_s": report.model.seconds,
+        "reward_model_held_out_acc": report.test_accuracy,
+        "dpo_16_pairs_30_steps_s": dpo_s,
+        "dpo_margin_gain_nats": history[-1].margin - history[0].margin,
+        "dpo_final_kl": history[-1].kl,
+    }
+
+
+def measure_fine_tune_dataset(lm) -> dict:
+    """The Fine-tuning page's run: 20 examples (the built-in class Q&A, 16 train / 4 validation), 60 steps, batch 4,
+    rank 4, last 4 layers, through the server's line and a background thread, as the page starts it (target ≤ 60 s
+    idle)."""
+    from engine import datasets as D
+    from engine import training as tr
+
+    prep = D.prepare(lm, "builtin:room12_qa", b"")
+    start = time.perf_counter()
+    run = tr.start_dataset_run(lm, prep.train, prep.val, tr.FineTuneSettings(steps=60))
+    run.wait()
+    total = time.perf_counter() - start
+    return {"fine_tune_20ex_60steps_s": total, "fine_tune_step_ms": 1000 * run.seconds / max(run.steps_done, 1),
+            "fine_tune_val_loss_before": run.val_points[0][1], "fine_tune_val_loss_best": min(v for _, v in
+                                                                                             run.val_points)}
+
+
+def measure_browser(lm) -> dict:
+    """What a visitor meets in Chromium (``scripts/bench_browser.py``), next to the engine's figure for the same
+    request as the page's **Generate** (120 tokens, greedy, the fast path, prompt pass included)."""
+    from components.frame import available_pages
+    from scripts.bench_browser import GEN_PROMPT, measure_all
+
+    ids = lm.encode(GEN_PROMPT)
+    list(lm.generate_stream(ids, 4, fast=True))  # warm
+    t = time.perf_counter()
+    n = sum(1 for _ in lm.generate_stream(ids, 120, fast=True))
+    out = {"engine_same_request_tok_s": n / (time.perf_counter() - t)}
+    out.update(measure_all([p.stem for p in available_pages()]))
+    if out.get("page_gen_tok_s") and out["engine_same_request_tok_s"]:
+        out["page_to_engine_ratio"] = out["page_gen_tok_s"] / out["engine_same_request_tok_s"]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="skip the empty-cache load and use fewer repetitions")
@@ -365,8 +524,12 @@ def main() -> None:
     results.update(measure_reruns(5 if args.quick else 12))
     results.update(measure_prompt_change())
     results.update(measure_server(args.sessions))
+    results.update(measure_browser(lm))
     results.update(measure_diffusion())
     results.update(measure_encoders())
+    results.update(measure_summarization(lm))
+    results.update(measure_rlhf(lm))
+    results.update(measure_fine_tune_dataset(lm))
 
     print(f"{'metric':34} value")
     for key, value in results.items():

@@ -19,7 +19,7 @@ def real_lm():
 
     # The same shared load the app's pages use (components.model.load_model), so AppTest runs in this process
     # reuse it instead of holding a second copy.
-    return LOADS.start(None).wait()
+    return LOADS.start(None).model()
 
 
 @pytest.fixture(scope="session")

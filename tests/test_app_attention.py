@@ -174,3 +174,45 @@ def test_url_state_is_shareable():
     assert at.slider(key="at_layer").value == 12 and at.selectbox(key="at_head").value == 3
     srcdoc = at.get("iframe")[0].proto.srcdoc
     assert '"include_layers":[4,9]' in srcdoc and '"display_mode":"light"' in srcdoc
+
+
+def test_page_reads_as_a_lesson_with_the_rest_folded_away():
+    at = attention_page()
+    assert_no_exception(at)
+    heads = [h.value for h in at.subheader]
+    numbered = [h for h in heads if h[:2] in {"1.", "2.", "3.", "4.", "5."}]
+    assert [h[:2] for h in numbered] == ["1.", "2.", "3.", "4.", "5."]
+    assert "What attention does" in numbered[0] and "One head" in numbered[1] and "All heads" in numbered[2]
+    assert "residual stream, RMSNorm, MLP" in numbered[3] and "logit lens" in numbered[4]
+    folded = [e.label for e in at.expander]
+    assert any("by hand" in f for f in folded) and any("bertviz" in f for f in folded)
+    assert any("while the model writes" in f for f in folded) and any("Encoder, decoder" in f for f in folded)
+    texts = [m.value for m in at.markdown]
+    assert "Attention Is All You Need" in texts[0] and "Vaswani" in texts[0]
+
+    def first(term: str) -> int:
+        return next(i for i, t in enumerate(texts) if term in t)
+
+    # Each term is defined (in bold) where it is first used, and in lesson order.
+    for term in ("KV cache", "logit", "residual stream", "RMSNorm", "MLP", "query", "key", "value"):
+        assert f"**{term}" in texts[first(term)] or f"**The {term}" in texts[first(term)], term
+    assert first("**query**") < first("**The attention sink") < first("**The residual stream") < first("**logit**")
+
+
+def test_first_token_sink_and_the_block_around_attention_are_measured(paris):
+    at = attention_page()
+    assert_no_exception(at)
+    from engine.attention import block_flow, token_view
+
+    tv = token_view(paris.attentions, 4)
+    captions = " ".join(c.value for c in at.caption)
+    assert f"({tv.top_weight:.0%}), whatever it says: this is the **attention sink**" in captions
+    sink_md = next(m.value for m in at.markdown if "The attention sink" in m.value)
+    assert f"**{float(paris.attentions[:, :, 1:, 0].mean()):.0%}**" in sink_md
+    block = _chart(at, "at_block")["data"]
+    assert list(_arr(block[0]["y"])) == pytest.approx(paris.attn_norms[:, -1].tolist(), rel=1e-5)
+    assert list(_arr(block[1]["y"])) == pytest.approx(paris.mlp_norms[:, -1].tolist(), rel=1e-5)
+    flow = block_flow(paris)
+    assert f"in {flow.mlp_larger} of 30 layers" in captions
+    assert f"to {float(flow.residual[-1]):.1f} after the last block" in captions
+    assert any("expanded to 1,536" in m.value for m in at.markdown)  # the MLP's width, read from the model

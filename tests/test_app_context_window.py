@@ -65,3 +65,19 @@ def test_text_longer_than_the_window_and_bad_input():
     assert_no_exception(at)
     assert any("Type a text" in i.value for i in at.info)
     assert at.dataframe  # the long-text section still works without the main text
+
+
+def test_sliding_window_text_agrees_with_the_apps_own_chat():
+    """The page's plain-text window keeps the last tokens; the app's chat (engine.prompting.trim_history) drops whole
+    turns and keeps the system prompt: the page must not say a chat app keeps the most recent tokens."""
+    from engine.prompting import trim_history
+
+    lm = load_model("smollm2-135m-instruct")
+    msgs = [{"role": "system", "content": "S"}] + [
+        {"role": r, "content": f"{r} turn {i} " * 4} for i in range(3) for r in ("user", "assistant")]
+    kept, dropped = trim_history(lm, msgs, len(lm.encode(lm.chat_prompt(msgs))) - 1)
+    assert kept[0] == msgs[0] and dropped == 1 and kept[1:] == msgs[2:]  # a whole turn went; the system prompt stayed
+    at = app_page("context_window", timeout=TIMEOUT)
+    text = " ".join(m.value for m in at.markdown)
+    assert "a chat app keeps the **most recent** tokens" not in text
+    assert "drops **whole turns**" in text and "keeps the system prompt" in text

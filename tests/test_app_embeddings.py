@@ -250,3 +250,64 @@ def test_hostile_and_empty_prompt():
     assert_no_exception(at)
     assert any("Type a prompt above to see its tokens as vectors" in i.value for i in at.info)
     assert not [s for s in chart_specs(at) if title(s).startswith("Cosine between your tokens")]
+
+
+# ------------------------------------------------------------------------------------------------ sentence vectors
+def _frame(at, column: str):
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def _sent_chart(at) -> dict:
+    import json
+
+    return next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.proto.id.endswith("emb_sent_sims"))
+
+
+def _forwards() -> tuple[int, int]:
+    from components import caches
+
+    return load_model("smollm2-135m-instruct").stats.forward_calls, caches.encoder_model("all-minilm-l6-v2").stats.forward_calls
+
+
+def test_sentence_search_and_heatmap_come_from_the_encoder(default_page):
+    from components import caches
+
+    at = default_page
+    hits = _frame(at, "cosine to the query")
+    assert set(hits["sentence"].iloc[:2]) == {"How do I reset my password?", "I forgot my login details."}
+    assert list(hits["cosine to the query"]) == sorted(hits["cosine to the query"], reverse=True)
+    sentences = tuple(hits.sort_values("rank")["sentence"])
+    ref = caches.sentence_search("all-minilm-l6-v2", "I can't sign in to my account", sentences)
+    assert [round(h.score, 4) for h in ref] == list(hits["cosine to the query"])
+    z = arr(_sent_chart(at)["data"][0]["z"])
+    # rows: password, login (paraphrase), shop opening, Sunday opening (paraphrase), parcel
+    assert z[0, 1] > z[0, 2] + 0.2 and z[2, 3] > z[2, 4] + 0.2 and np.allclose(np.diag(z), 1, atol=1e-5)
+    spread = _frame(at, "lowest cosine").set_index("vectors")
+    assert spread["lowest cosine"].iloc[2] > spread["lowest cosine"].iloc[0] + 0.3  # decoder vectors crowd together
+
+
+def test_switching_sentence_vectors_runs_no_model():
+    at = app_page("embeddings")
+    before = _forwards()
+    at.selectbox(key="emb_svec").set_value("decoder").run()
+    assert_no_exception(at)
+    z = arr(_sent_chart(at)["data"][0]["z"])
+    assert z[z < 0.999].min() > 0.5  # the decoder's last-token vectors: every pair looks alike
+    at.selectbox(key="emb_svec").set_value("cls").run()
+    assert _forwards() == before
+
+
+@pytest.mark.parametrize("query, expect", [
+    ({"emb_sents": "only one sentence"}, "at least two sentences"),
+    ({"emb_squery": ""}, "Type something to search for"),
+    ({"emb_sents": "a\n" + "word " * 300}, "at most 128"),
+    ({"emb_sents": "<b>x</b>\x07\n😀👩‍💻\n\u202eRTL", "emb_squery": "<script>alert(1)</script>"}, None),
+])
+def test_bad_sentence_input_gets_a_message(query, expect):
+    at = app_page("embeddings", query=query)
+    assert_no_exception(at)
+    said = [m.value for m in (*at.info, *at.warning)]
+    if expect:
+        assert any(expect in m for m in said), said
+    else:
+        assert len(_frame(at, "cosine to the query")) == 3

@@ -160,3 +160,78 @@ def test_encoder_decoder_trains_once_and_translates():
     assert_no_exception(again)
     assert not [b for b in again.button if b.key == "s2s_train"]
     assert any("2031-12-25" in s.value for s in again.success)
+
+
+# ------------------------------------------------------------------------------------------------- the post's models
+def test_post_models_are_not_loaded_by_default(page, monkeypatch):
+    table = _table(page, "on this server").set_index("model")
+    assert list(table.index) == ["GPT-2 (small)", "BERT base (uncased)", "FLAN-T5 small"]
+    assert set(table["on this server"]) == {"not available here"}
+    assert "left to right" in table.loc["GPT-2 (small)", "does not apply to"]  # where a family does not apply
+    assert table.loc["FLAN-T5 small", "family"] == "encoder-decoder"
+    assert any("GPT-2 (small) is not available here" in i.value and "LLMX_HUB_MODELS=1" in i.value for i in page.info)
+    codes = [c.value for c in page.code]
+    assert any('pipeline("text-generation", model="openai-community/gpt2")' in c for c in codes)
+    assert not any(t.key and str(t.key).startswith("enc_hub_") for t in page.text_input)  # no box that does nothing
+    page.segmented_control(key="enc_hub").set_value("flan-t5-small").run()
+    assert any("AutoModelForSeq2SeqLM" in c.value for c in page.code)
+
+
+@pytest.fixture()
+def opted_in(tmp_path, monkeypatch):
+    """Tiny random GPT-2 / BERT / T5 behind the hub models' own loading path, on a server that opted in."""
+    from components import caches
+    from engine import hub_models as hub
+    from tests.support.tiny_hub import build_tiny_hub_models
+
+    monkeypatch.setenv("LLMX_HUB_MODELS", "1")
+    dirs = build_tiny_hub_models(tmp_path)
+    caches.hub_model.clear()
+    caches.hub_run.clear()
+    with hub.local_override("gpt2", dirs["gpt2"]), hub.local_override("bert-base-uncased", dirs["bert-base-uncased"]), \
+            hub.local_override("flan-t5-small", dirs["flan-t5-small"]):
+        yield dirs
+    caches.hub_model.clear()
+    caches.hub_run.clear()
+
+
+def test_post_models_run_where_their_architecture_fits(opted_in):
+    from components import caches
+
+    at = app_page(STEM, {"enc_sents": "a\nb"})
+    assert_no_exception(at)
+    assert set(_table(at, "on this server")["on this server"]) == {"opted in"}
+    gpt2, _ = caches.hub_model("gpt2")
+    expected = gpt2.generate("Once upon a time, a small robot").output
+    assert any(c.value == (expected or "(nothing)") for c in at.code)
+    at.segmented_control(key="enc_hub").set_value("bert-base-uncased").run()
+    assert_no_exception(at)
+    fill = _table(at, "probability")
+    bert, _ = caches.hub_model("bert-base-uncased")
+    ref = bert.fill_mask("The capital of France is [MASK].")
+    assert list(fill["word"]) == [w for w, _ in ref.candidates]
+    assert np.allclose(fill["probability"], [round(p, 4) for _, p in ref.candidates])
+    at.text_input(key="enc_hub_mask").set_value("No blank in this sentence.").run()
+    assert any("exactly once" in w.value for w in at.warning)
+    at.segmented_control(key="enc_hub").set_value("flan-t5-small").run()
+    t5, _ = caches.hub_model("flan-t5-small")
+    assert t5.info.model_class == "T5ForConditionalGeneration" and t5.stats.forward_calls == 1
+    before = (gpt2.stats.forward_calls, bert.stats.forward_calls, t5.stats.forward_calls)
+    at.segmented_control(key="enc_hub").set_value("gpt2").run()  # back to a cached result: no model runs
+    at.selectbox(key="enc_vec").set_value("cls").run()
+    assert (gpt2.stats.forward_calls, bert.stats.forward_calls, t5.stats.forward_calls) == before
+
+
+def test_post_models_offline_say_so(monkeypatch):
+    from components import caches
+
+    monkeypatch.setenv("LLMX_HUB_MODELS", "gpt2")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    caches.hub_model.clear()
+    try:
+        at = app_page(STEM, {"enc_sents": "a\nb"})
+        assert_no_exception(at)
+        assert any("Could not load GPT-2 (small)" in w.value and "huggingface.co" in w.value for w in at.warning)
+        assert not at.main.error
+    finally:
+        caches.hub_model.clear()

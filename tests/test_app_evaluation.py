@@ -67,3 +67,11 @@ def test_empty_and_huge_inputs():
     assert_no_exception(at)
     assert any("Type text A" in i.value for i in at.info)
     assert any("under 400 characters" in w.value for w in at.warning)
+
+
+def test_perplexity_caption_names_the_start_token_and_the_unit(page, real_lm):
+    from engine.scoring import text_start_name
+
+    a = score_text(real_lm, "The capital of France is Paris. It is famous for the Eiffel Tower.")
+    cap = next(c.value for c in page.caption if c.value.startswith(f"average loss {a.mean_loss:.3f} nats"))
+    assert f"`{text_start_name(real_lm)}`" in cap and text_start_name(real_lm) == "<|endoftext|>"

@@ -1,4 +1,9 @@
-"""AppTest: the fine-tuning page (live LoRA fine-tune, reset, busy lock), instruction tuning, preference pair."""
+"""AppTest: the fine-tuning page (datasets in, a live LoRA fine-tune in a background thread, the line, Stop, reset,
+probes, PEFT download) and instruction tuning.
+
+AppTest has no file-uploader driver: uploads are parsed by the engine (tests/test_engine_datasets.py) and driven in
+Chromium (tests/browser/test_fine_tuning_browser.py); here the built-in and typed sources go through the page.
+"""
 
 from __future__ import annotations
 
@@ -6,73 +11,97 @@ import pytest
 
 from components.model import load_model
 from components.state import FT_STATE
+from engine import datasets as D
+from engine import training as tr
 from engine.evaluation import greedy_generate
-from engine.training import FINE_TUNE_LOCK, weights_fingerprint
-from tests.conftest import app_page, assert_no_exception, chart_specs
+from engine.training import TRAINING_QUEUE, weights_fingerprint
+from tests.conftest import app_page, assert_no_exception, html_text, metric_value
 
-QUERY = {"ft_steps": "15", "ft_lr": "0.01"}
-
-
-def _spec(at, title_part=None, kind=None):
-    for s in chart_specs(at):
-        names = [d.get("name") for d in s["data"]]
-        if kind == "compare" and "after fine-tuning" in names:
-            return s
-        if kind == "before_only" and names == ["original model", "after fine-tuning"] and s["data"][0]["x"] == s[
-            "data"
-        ][1]["x"]:
-            return s
-    return None
-
-
-def _prob_of(spec, series, label_start):
-    data = next(d for d in spec["data"] if d["name"] == series)
-    i = next(i for i, y in enumerate(data["y"]) if y.startswith(label_start))
-    return data["x"][i]
+TYPED = "Our class mascot is a purple owl.\nOur class pet is a tortoise called Biscuit."
+SLOW_RUN = 900  # seconds for a page run that trains or generates, on a loaded 2-core machine
 
 
 @pytest.fixture(scope="module")
 def page():
-    return app_page("fine_tuning", query=QUERY)
+    return app_page("fine_tuning")
 
 
-def test_fine_tune_teaches_the_fact_then_reset_restores(page, real_lm):
+def test_built_in_dataset_is_parsed_split_and_masked(page, real_lm):
     assert_no_exception(page)
+    prep = D.prepare(real_lm, "builtin:room12_qa", b"")
+    assert metric_value(page, "Examples") == "20"
+    assert metric_value(page, "Train / validation") == "16 / 4"
+    assert metric_value(page, "Tokens trained on") == f"{prep.trained_tokens:,}"
+    df = page.dataframe[0].value
+    assert list(df["tokens"]) == [len(t.ids) for t in prep.tokens]
+    assert list(df["tokens trained"]) == [t.n_trained for t in prep.tokens]
+    assert (df["split"] == "validation").sum() == 4
+    # the example's chips: the prompt's tokens grey and struck through, the answer's not
+    html = html_text(page)
+    assert html.count("line-through") == prep.tokens[0].n_masked
+    assert any("Only the response is trained on" in m.value for m in page.markdown)
+
+
+def test_other_built_ins_and_settings_from_the_link():
+    at = app_page("fine_tuning", query={"ft_builtin": "short_answers", "ft_rank": "8", "ft_layers": "2"})
+    assert_no_exception(at)
+    assert metric_value(at, "Examples") == "20"
+    assert at.select_slider(key="ft_rank").value == 8 and at.slider(key="ft_layers").value == 2
+
+
+def test_typed_fine_tune_trains_live_then_reset(real_lm):
     lm = load_model("smollm2-135m-instruct")
     fingerprint = weights_fingerprint(lm)
-    before_spec = chart_specs(page)[0]
-    p_before = _prob_of(before_spec, "original model", "' purple' ★")
-    assert p_before < 0.01
-    page.button(key="ft_train").click().run()
-    assert_no_exception(page)
-    run = page.session_state[FT_STATE]
-    assert len(run.losses) == 15 and run.losses[-1] < 0.5 * run.losses[0]
-    compare = _spec(page, kind="compare")
-    p_after = _prob_of(compare, "after fine-tuning", "' purple' ★")
-    assert p_after > 0.3 and p_after > 100 * p_before
-    assert _prob_of(compare, "original model", "' purple' ★") == pytest.approx(p_before)
-    curve = next(s for s in chart_specs(page) if s["data"][0]["type"] == "scatter")["data"][0]
-    assert curve["y"] == pytest.approx(run.losses)
-    codes = [c.value for c in page.code]
-    assert any(c.startswith("Our class mascot is a purple") for c in codes)  # fine-tuned continuation
+    at = app_page("fine_tuning", query={"ft_text": TYPED, "ft_steps": "10", "ft_lr": "0.01"})
+    assert_no_exception(at)
+    assert at.segmented_control(key="ft_source").value == "Type"
+    assert metric_value(at, "Train / validation") == "2 / 0"  # too few rows for a validation split, said on the page
+    at.button(key="ft_train").click().run(timeout=SLOW_RUN)
+    assert_no_exception(at)
+    state = at.session_state[FT_STATE]
+    assert state.run.wait(SLOW_RUN), "training did not finish"
+    at.run(timeout=SLOW_RUN)
+    assert_no_exception(at)
+    run = state.run
+    assert run.status == "done" and len(run.train_losses) == 10
+    assert run.train_losses[-1] < 0.5 * run.train_losses[0]
+    assert metric_value(at, "Training loss (last step)") == f"{run.train_losses[-1]:.3f}"
+    assert metric_value(at, "Weights trained") == f"{run.adapter.num_params:,}"
+    assert run.adapter.num_params == 4 * 4 * (576 + 1536)
+    # The probes table: both models' answers are the models' own greedy outputs.
+    probes = at.dataframe[-1].value
+    row = probes.iloc[0]
+    assert row["probe"] == "Unrelated: The capital of France is"
+    before = tr.probe_output(real_lm, None, "The capital of France is", "text")
+    assert row["original model"] == before.text
+    assert row["fine-tuned"] == tr.probe_output(real_lm, run.adapter, "The capital of France is", "text").text
     assert weights_fingerprint(lm) == fingerprint  # the shared model never changed
-    assert any(m.label == "Weights trained" and m.value == "33,792" for m in page.metric)
+    assert any("llm-explainer-adapter" in c.value and "PeftModel" in c.value for c in at.code)
 
-    page.button(key="ft_reset").click().run()
-    assert_no_exception(page)
-    assert FT_STATE not in page.session_state
-    assert _spec(page, kind="compare")["data"][0]["x"] == _spec(page, kind="compare")["data"][1]["x"]
+    at.button(key="ft_reset").click().run(timeout=SLOW_RUN)
+    assert_no_exception(at)
+    assert FT_STATE not in at.session_state
+    assert not any(m.label == "Training loss (last step)" for m in at.metric)
 
 
-def test_busy_server_refuses_a_second_fine_tune(page):
-    FINE_TUNE_LOCK.acquire()
+def test_second_session_waits_in_line_and_can_stop(real_lm):
+    at = app_page("fine_tuning", query={"ft_text": TYPED, "ft_steps": "10"})
+    holder = TRAINING_QUEUE.join("another session")
+    assert TRAINING_QUEUE.wait_turn(holder, timeout=SLOW_RUN)
     try:
-        page.button(key="ft_train").click().run()
+        at.button(key="ft_train").click().run(timeout=SLOW_RUN)
+        assert_no_exception(at)
+        run = at.session_state[FT_STATE].run
+        assert run.status == "queued" and run.ahead == 1
+        assert any("Waiting in line:** 1 training(s) ahead" in i.value for i in at.info)
+        at.button(key="ft_stop").click().run(timeout=SLOW_RUN)
+        assert run.wait(30) and run.status == "stopped" and run.steps_done == 0
     finally:
-        FINE_TUNE_LOCK.release()
-    assert_no_exception(page)
-    assert any("Busy" in w.value and "Another fine-tune" in w.value for w in page.warning)
-    assert FT_STATE not in page.session_state
+        TRAINING_QUEUE.leave(holder)
+    at.run(timeout=SLOW_RUN)
+    assert_no_exception(at)
+    assert any("Stopped before the first step" in i.value for i in at.info)
+    assert TRAINING_QUEUE.waiting() == 0
 
 
 def test_chat_template_answers_and_raw_text_continues(page, real_lm):
@@ -83,27 +112,34 @@ def test_chat_template_answers_and_raw_text_continues(page, real_lm):
     raw_shown = next(c for c in codes if c.startswith(request))
     assert len(raw_shown) > len(request) + 20 and chat not in raw_shown  # raw text continues, differently
     assert any("<|im_start|>assistant" in c for c in codes)  # the template is shown
-
-
-def test_preference_pair_is_scored_by_likelihood_without_rerunning(page):
-    lm = load_model("smollm2-135m-instruct")
-    pref = next(s for s in chart_specs(page) if s["data"][0].get("x") == ["Answer A", "Answer B"])["data"][0]
-    assert pref["y"][0] > pref["y"][1]  # the helpful answer is likelier
-    calls = lm.stats.forward_calls
-    page.radio(key="ft_pick").set_value("B").run()
-    assert lm.stats.forward_calls == calls  # changing the human's pick only re-renders
-    assert any("disagrees" in m.value for m in page.markdown)
-    assert any("not a reward model" in m.value for m in page.markdown)
+    assert any("No base model runs here" in m.value for m in page.markdown)
 
 
 def test_bad_inputs_give_messages():
-    at = app_page("fine_tuning", query={"ft_text": "word " * 200, "ft_steps": "999", "ft_lr": "7"})
+    at = app_page("fine_tuning", query={"ft_steps": "999", "ft_lr": "7", "ft_rank": "3", "ft_builtin": "../x"})
     assert_no_exception(at)
-    assert at.slider(key="ft_steps").value == 20 and at.select_slider(key="ft_lr").value == 0.003
-    assert any("keep it under" in i.value for i in at.info)
-    assert at.button(key="ft_train").disabled
-    at.text_area(key="ft_text").set_value("<img src=x onerror=alert(1)>\x00").run()
-    at.text_area(key="ft_pa").set_value("").run()
+    assert at.slider(key="ft_steps").value == tr.DEFAULT_DATASET_STEPS
+    assert at.select_slider(key="ft_lr").value == tr.DEFAULT_DATASET_LR
+    assert at.select_slider(key="ft_rank").value == tr.DEFAULT_RANK
+    at.segmented_control(key="ft_source").set_value("Type").run()
+    at.text_area(key="ft_text").set_value("word " * 200).run()
     assert_no_exception(at)
-    assert not at.button(key="ft_train").disabled
-    assert any("two answers" in i.value for i in at.info)
+    assert any("Row 1 is 200 tokens" in w.value and f"limit is {D.MAX_ROW_TOKENS}" in w.value for w in at.warning)
+    assert all(b.proto.disabled for b in at.button if b.key == "ft_train")  # nothing to train on
+    at.text_area(key="ft_text").set_value("<img src=x onerror=alert(1)>").run()
+    assert_no_exception(at)
+    assert any("contains HTML markup" in w.value for w in at.warning)
+    at.text_area(key="ft_text").set_value("A fine line of text.\x00").run()
+    assert_no_exception(at)
+    assert any(b.key == "ft_train" for b in at.button)
+
+
+def test_a_shared_upload_link_keeps_its_settings_before_a_file_is_chosen():
+    """Before anything is uploaded the settings still show (so the link's values survive), but nothing can train.
+    Failed before: the page stopped at the uploader, so the unrendered sliders dropped ft_steps / ft_lr from the URL
+    and the run used the defaults."""
+    at = app_page("fine_tuning", query={"ft_source": "Upload", "ft_steps": "150", "ft_lr": "0.0003"})
+    assert_no_exception(at)
+    assert at.slider(key="ft_steps").value == 150 and at.select_slider(key="ft_lr").value == 0.0003
+    assert [b.proto.disabled for b in at.button if b.key == "ft_train"] == [True]
+    assert any("Upload a .txt, .csv or .jsonl file" in i.value for i in at.info)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from components.figures.maps import DESCRIBED, LIVE, SELECTED
-from engine.landscape import HIERARCHY, MODALITIES, QUIZ, ancestors, is_inside
+from engine.landscape import HIERARCHY, MODALITIES, QUIZ, ancestors
 from tests.conftest import app_page, assert_no_exception
 
 STEM = "genai_landscape"
@@ -34,6 +34,9 @@ def test_map_data_is_consistent():
     keys = {lv.key for lv in HIERARCHY}
     assert all(lv.parent in keys or lv.parent == "" for lv in HIERARCHY)
     assert [lv.key for lv in ancestors("llm")] == ["llm", "genai", "dl", "ml", "ai"]
+    def is_inside(inner, outer):
+        return outer in [lv.key for lv in ancestors(inner)]
+
     assert is_inside("llm", "genai") and not is_inside("genai", "llm") and not is_inside("image", "llm")
     assert {m.domain for m in MODALITIES if m.live_here} == {"Text", "Code", "Images"}
     families = {f.name for m in MODALITIES for f in m.families}
@@ -128,3 +131,16 @@ def test_url_state_and_invalid_values():
     assert_no_exception(bad)
     assert bad.radio(key="land_view").value == "Icicle" and bad.selectbox(key="land_level").value == "llm"
     assert len(table(bad)) == sum(len(m.families) for m in MODALITIES)
+
+
+def test_analogy_table_is_the_posts_tied_to_the_map(page, real_lm):
+    from components.frame import page_titles
+    from engine.landscape import analogy_rows
+
+    df = next(d.value for d in page.dataframe if "The post's analogy" in d.value.columns)
+    assert df.to_dict("records") == analogy_rows(page_titles())
+    assert list(df["Term"]) == ["ML", "Deep Learning", "Generative AI", "LLM"]
+    assert list(df["On the map"])[-1] == " ⊂ ".join(lv.name for lv in ancestors("llm"))
+    assert any("predate deep learning" in i.value for i in page.info)
+    families = next(d.value for d in page.dataframe if "family" in d.value.columns)
+    assert families.set_index("family").loc["Decoder-only", "live here"] == real_lm.info.name

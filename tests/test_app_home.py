@@ -106,3 +106,57 @@ def test_valid_link_gives_no_notice():
     at = app_page("temperature", query={"tmp_t": "1.5", "prompt": "Hello"})
     assert at.slider(key="tmp_t").value == 1.5
     assert not at.toast
+
+
+def test_model_card_says_which_weights_and_why_the_difference_is_not_measured(real_lm):
+    from engine.weights import hub_weights_path, weights_lineage
+
+    at = app_page("home")
+    assert_no_exception(at)
+    card = " ".join(m.value for m in at.sidebar.markdown)
+    lines = weights_lineage(real_lm.source.kind, real_lm.spec.hub_id, real_lm.spec.gguf_file,
+                            real_lm.spec.gguf_package, real_lm.info.dtype)
+    assert all(line in card for line in lines)
+    assert "4-bit" in card and "Q4_1" in card and "unpacked to float32" in card
+    captions = " ".join(c.value for c in at.sidebar.caption)
+    if hub_weights_path(real_lm.spec.hub_id) is None:  # offline machine: the original weights are not here
+        assert "not measured here" in captions and "never downloads" in captions
+    else:
+        assert at.sidebar.button(key="card_measure") is not None
+
+
+def test_a_chart_is_styled_once_per_content_and_shared():
+    """``show_chart`` styles a figure once per distinct content (any session, any rerun) and reuses that figure."""
+    from components import display
+    from components.figures.bars import probability_bars
+
+    def bars(p_first: float):
+        return probability_bars([" Paris", " Lyon"], [p_first, 0.1], 0.9 - p_first, title="cache test")
+
+    first = display._styled_once(bars(0.7), 300)
+    again = display._styled_once(bars(0.7), 300)  # a new, equal figure: the styled one is reused
+    assert again is first
+    assert first.to_dict() == display.style_fig(bars(0.7), 300, False).to_dict()  # same as styling it afresh
+    assert first.layout.height == 300 and first.layout.font.size == 13
+    other = display._styled_once(bars(0.6), 300)  # other values: styled on its own
+    assert other is not first and other.data[0].x[0] == 0.6
+    taller = display._styled_once(bars(0.7), 400)  # the height is part of the content
+    assert taller is not first and taller.layout.height == 400
+
+
+def test_profile_runs_reports_frame_and_page_cpu(monkeypatch, capsys):
+    """With ``LLMX_PROFILE_RUNS=1`` every completed run prints its CPU time, frame and page apart (scripts/bench.py)."""
+    import re
+
+    from components.frame import PROFILE_ENV, RUN_LOG_PREFIX
+
+    monkeypatch.setenv(PROFILE_ENV, "1")
+    at = app_page("home")
+    at.text_area(key="prompt").set_value("One, two, three,").run()
+    assert_no_exception(at)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith(RUN_LOG_PREFIX)]
+    assert lines, "no per-run line printed"
+    figures = dict(re.findall(r"(\w+)=([\w.]+)", lines[-1]))
+    assert figures["page"] == "home"
+    frame, page, total = (float(figures[k]) for k in ("frame_ms", "page_ms", "total_ms"))
+    assert frame > 0 and page > 0 and abs(frame + page - total) <= 0.2

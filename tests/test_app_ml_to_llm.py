@@ -158,3 +158,44 @@ def test_url_seeds_inputs_and_invalid_values_fall_back():
     assert at.toggle(key="ml_fewshot").value is False
     assert charts(at)["ml_llm_bars"]["data"][0]["y"][0] == "' Rome'"
     assert any("without examples" in m.value for m in at.markdown)
+
+
+def test_connections_section_shows_the_models_numbers_with_links(default_page, real_lm):
+    from engine.ml_basics import connections
+
+    at = default_page
+    conn = connections(real_lm, "The capital of France is")
+    assert metric(at, "Tokens in your prompt") == f"{conn.n_tokens:,}"
+    assert metric(at, "Its loss per token on your prompt") == f"{conn.mean_loss:.2f} nats"
+    assert metric(at, "Perplexity of your prompt") == f"{conn.perplexity:,.1f}"
+    assert metric(at, "Tokens as a chat request") == f"{conn.chat_tokens:,}"
+    links = " ".join(str(pl.proto) for pl in at.get("page_link"))
+    for stem in ("tokenization", "pretraining", "evaluation", "using_llms"):
+        assert stem in links
+
+
+def test_code_sample_is_honest_about_the_weights_and_the_start_token(default_page):
+    at = default_page
+    text = " ".join(m.value for m in at.markdown)
+    assert "same, up to rounding" not in text and "downloads the same model" not in text
+    assert "4-bit" in text and "original weights" in text
+    snippet = next(c.value for c in at.code if "AutoModelForCausalLM" in c.value)
+    assert "'<|endoftext|>'" in snippet
+    assert any("`<|endoftext|>`" in c.value for c in at.caption)  # section 3 names the token it scores after
+
+
+def test_mixture_table_compares_like_with_like():
+    from engine import ml_basics as mb
+
+    at = open_page({"ml_spread": "0.9", "ml_components": "3", "ml_samples": "150"})
+    X, _ = mb.blobs(60, 0.9, 0)
+    mix, samples = mb.mixture_demo(0.9, 0, 3, 150, 0)
+    table = next(d.value for d in at.dataframe if "sampled points" in d.value.columns)
+    # Population variance for the samples, as for the real points (the old page used np.cov, which divides by N-1).
+    assert list(table["sampled points"]) == pytest.approx(
+        [round(v, 3) for v in (*samples.mean(axis=0), *samples.var(axis=0))], abs=1e-9)
+    assert list(table["real points"]) == pytest.approx([round(v, 3) for v in (*X.mean(axis=0), *X.var(axis=0))])
+
+
+def test_map_simplification_is_said_next_to_the_gaussian_mixture(default_page):
+    assert any("predate deep learning" in i.value for i in default_page.info)

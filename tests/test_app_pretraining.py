@@ -72,3 +72,35 @@ def test_shuffle_seed_changes_the_shuffled_text(page):
     assert_no_exception(page)
     b = chart_specs(page)[1]["data"][0]["y"][1]
     assert a != b and math.isfinite(b)
+
+
+def test_first_token_conditioning_is_named_and_measured(page, real_lm):
+    from engine.scoring import conditioning_comparison
+
+    text = "The capital of France is Paris."
+    assert any("`<|endoftext|>`" in c.value for c in page.caption)  # the page says which token is used
+    table = next(d.value for d in page.dataframe if "before the text" in d.value.columns)
+    rows = {r.choice: r for r in conditioning_comparison(real_lm, text)}
+    assert list(table["before the text"]) == list(rows)
+    assert table["first token's loss (nats)"][0] == pytest.approx(rows["<|endoftext|>"].first_loss)
+    assert table["first token's loss (nats)"][0] < table["first token's loss (nats)"][1]  # < <|im_start|>
+    # The page's headline perplexity is the first row's: the chosen token is the one the page uses.
+    assert _metric(page, "Perplexity") == f"{rows['<|endoftext|>'].perplexity:,.1f}"
+
+
+def test_pretraining_scale_is_the_published_one_set_against_the_text(page, real_lm):
+    from engine.weights import PRETRAINING_FACTS, in_words
+
+    facts = PRETRAINING_FACTS[real_lm.key]
+    n = len(score_text(real_lm, "The capital of France is Paris.").tokens)
+    scale = next(m.value for m in page.markdown if m.value.startswith("**At real scale.**"))
+    assert "2 trillion tokens" in scale and facts.url in scale
+    assert f"{in_words(facts.tokens / n)} copies" in scale and f"{n:,}-token" in scale
+    assert f"{real_lm.info.parameters:,} parameters" in scale
+    assert "Steps: not stated in the source" in scale and "batch size: not stated in the source" in scale
+    assert "billions of times" not in scale and "millions of sentences" not in " ".join(m.value for m in page.markdown)
+
+
+def test_says_the_model_is_instruction_tuned(page, real_lm):
+    note = next(i.value for i in page.info if "instruction-tuned" in i.value)
+    assert real_lm.info.name in note and "Instruct" in real_lm.info.name

@@ -55,3 +55,26 @@ def test_chat_streams_a_reply_shows_the_template_and_resets():
     assert_no_exception(at)
     assert at.session_state["pr_chat_history"] == []
     assert any("No messages yet" in c.value for c in at.caption)
+
+
+def test_zero_shot_is_fair_and_the_model_size_is_read_from_the_model(real_lm):
+    from engine.prompting import (
+        SENTIMENT_EXAMPLES,
+        SENTIMENT_INSTRUCTION,
+        SENTIMENT_LABELS,
+        few_shot_prompt,
+        label_probabilities,
+        label_summary,
+    )
+
+    at = app_page("prompts", timeout=TIMEOUT)
+    assert_no_exception(at)
+    review = "The food was cold and the waiter ignored us."
+    codes = [c.value for c in at.code]
+    zero, few = few_shot_prompt((), review), few_shot_prompt(SENTIMENT_EXAMPLES, review)
+    assert zero in codes and few in codes and zero.startswith(SENTIMENT_INSTRUCTION)
+    _best, mass = label_summary(label_probabilities(real_lm, zero, SENTIMENT_LABELS))
+    assert any(f"the 4 labels together hold {mass:.1%}" in m.value for m in at.markdown)
+    chat_intro = next(m.value for m in at.markdown if "served in a loop" in m.value)
+    assert f"{real_lm.info.parameters:,} parameters" in chat_intro and real_lm.info.name in chat_intro
+    assert "135-million" not in chat_intro

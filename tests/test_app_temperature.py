@@ -122,3 +122,23 @@ def test_bad_prompt_and_bad_url_values():
     at.text_area(key="prompt").set_value("<b>bold</b>\x07").run()
     assert_no_exception(at)
     assert any("Control characters" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize(("t", "line_start"), [("1.0", "- **T = 1** is the model's **own distribution**"),
+                                               ("1.5", "- **High temperature** (above 1)"),
+                                               ("0.5", "- **Low temperature**"), ("0.0", "- **Greedy**")])
+def test_the_setting_is_marked_in_its_regime_and_t1_is_not_high(t, line_start):
+    at = open_page({"tmp_t": t})
+    text = next(m.value for m in at.markdown if "Temperature decides which distribution" in m.value)
+    marked = [line for line in text.splitlines() if line.endswith("← your setting")]
+    assert len(marked) == 1 and marked[0].startswith(line_start)
+    high = next(line for line in text.splitlines() if line.startswith("- **High temperature**"))
+    assert "(above 1)" in high and "about 1" not in high
+
+
+def test_effective_choices_are_two_to_the_entropy(lm):
+    at = open_page({"tmp_t": "0.7"})
+    logits = lm.next_token_logits(lm.encode(PROMPT))
+    view = sampling.sampling_view(logits, 0.7, 0, 1.0, 15)
+    eff = next(m for m in at.metric if m.label == "Effective choices")
+    assert eff.value == f"{view.effective_before:,.1f}" == f"{2 ** view.entropy_before:,.1f}"

@@ -191,3 +191,46 @@ def test_picked_example_becomes_the_shared_prompt(real_lm):
     flat = " ".join(code.splitlines())
     assert at.text_input(key="prompt").value == flat
     assert chip_ids(at) == real_lm.encode(flat)
+
+
+def _frame(at, column: str):
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def test_emoji_example_counts_code_points_joiners_and_bytes(real_lm):
+    at = app_page("tokenization")
+    at.pills(key="tok_example").set_value("Emoji").run()
+    assert_no_exception(at)
+    coder = "\U0001f469\u200d\U0001f4bb"
+    table = _frame(at, "zero-width joiners").set_index("character")
+    row = table.loc[coder]
+    assert row["code points"] == "U+1F469 + U+200D + U+1F4BB" and "zero width joiner" in row["names"]
+    assert (row["symbols (emoji)"], row["zero-width joiners"], row["UTF-8 bytes"]) == (2, 1, 11)
+    assert row["tokens on its own"] == len(real_lm.encode(coder))
+    assert table.loc["🍕", "UTF-8 bytes"] == 4 and table.loc["🍕", "symbols (emoji)"] == 1
+    assert any("2 symbol(s) glued by 1 zero-width joiner(s)" in c.value for c in at.caption)
+    assert not any("three emoji" in i.value for i in at.info)
+
+
+def test_wordpiece_next_to_bpe_on_the_shared_prompt(real_lm):
+    from components import caches
+
+    text = "Unbelievably, Paris tokenizes 😀 differently!"
+    at = app_page("tokenization", query={"prompt": text})
+    assert_no_exception(at)
+    _, pieces, _ = caches.encoder_model("all-minilm-l6-v2").tokenize(text)
+    m = metrics(at)
+    assert m["WordPiece tokens"] == str(len(pieces) - 2) and m["[UNK] in WordPiece"] == "1"
+    assert m["BPE tokens (SmolLM2-135M-Instruct)"] == str(len(real_lm.encode(text))) == m["Tokens"]
+    wordpiece = next(h.proto.body for h in at.get("html") if "[CLS]" in h.proto.body)
+    assert "##" in wordpiece and "[UNK]" in wordpiece and "paris" in wordpiece and "Paris" not in wordpiece
+    assert any("lower-cased the text first" in c.value for c in at.caption)
+
+
+def test_wordpiece_section_handles_long_and_hostile_prompts():
+    at = app_page("tokenization", query={"prompt": "word " * 2000})
+    assert_no_exception(at)
+    assert any("the encoder reads at most" in w.value for w in at.warning)
+    at = app_page("tokenization", query={"prompt": "<script>alert(1)</script>\x07"})
+    assert_no_exception(at)
+    assert "<script>" not in "".join(h.proto.body for h in at.get("html"))

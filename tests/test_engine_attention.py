@@ -12,19 +12,26 @@ import torch
 
 from components.figures.bertviz import (
     MAX_CELLS,
+    default_layers,
     head_view_html,
     layers_within_budget,
     model_view_html,
 )
+from components.figures.lines import block_flow_figure
 from engine.attention import (
+    attention_facts,
+    block_flow,
     head_arithmetic,
     head_metric,
+    head_overview,
+    head_view,
     masked_mass,
     run_attention,
     sink_share,
     token_attention,
+    token_view,
 )
-from engine.logit_lens import logit_lens
+from engine.logit_lens import LensResult, logit_lens
 
 PARIS = "The capital of France is"
 
@@ -121,6 +128,79 @@ def test_real_model_is_causal_with_an_attention_sink(paris_run):
     torch.testing.assert_close(token_attention(a, 2, layer=6), a[6, :, 2, :3])
 
 
+def test_page_views_reshape_the_weights(paris_run):
+    a = paris_run.attentions
+    avg = token_view(a, 4)  # every layer and head
+    torch.testing.assert_close(avg.weights, a[:, :, 4, :5].mean(dim=(0, 1)))
+    assert avg.top == 0 and avg.sink_on_top and avg.top_weight == pytest.approx(float(avg.weights.max()))
+    one = token_view(a, 3, layer=20, head=7)
+    torch.testing.assert_close(one.weights, a[20, 7, 3, :4])
+    assert one.top == int(a[20, 7, 3, :4].argmax())
+    assert not token_view(a, 0).sink_on_top  # the first token sees only itself: no sink to speak of
+    hv = head_view(a, 2, 0)
+    torch.testing.assert_close(hv.weights, a[2, 0])
+    assert hv.last_top == int(a[2, 0, -1].argmax()) and hv.last_top_weight == pytest.approx(float(a[2, 0, -1].max()))
+    ov = head_overview(a, "previous")
+    grid = head_metric(a, "previous")
+    assert float(grid[ov.best_layer, ov.best_head]) == pytest.approx(float(grid.max())) == pytest.approx(ov.best_value)
+    rows = ov.records()
+    assert len(rows) == 30 * 9 and rows[9] == {"layer": 1, "head": 0, ov.label: round(float(grid[1, 0]), 5)}
+
+
+def test_attention_facts_of_the_real_model(real_lm, paris_run):
+    facts = attention_facts(paris_run.attentions, real_lm.info.kv_heads)
+    assert facts.kv_groups == [[0, 1, 2], [3, 4, 5], [6, 7, 8]] and facts.kv_saving == 3
+    assert facts.future == 0.0 and facts.sink == pytest.approx(sink_share(paris_run.attentions))
+    assert facts.average.shape == (5, 5)
+    assert torch.allclose(facts.average.sum(-1), torch.ones(5), atol=1e-5)
+    # The groups agree with the hand computation's grouping.
+    assert head_arithmetic(real_lm, paris_run, 0, 4).group == facts.kv_groups[1]
+
+
+# ------------------------------------------------------------------------------------------- the block
+def test_residual_stream_is_the_sum_of_attention_and_mlp_updates(real_lm, paris_run):
+    """x_{l+1} = x_l + attention_l + MLP_l: the recorded updates add up to the model's own hidden states."""
+    hs, run = paris_run.hidden_states, paris_run
+    for layer in range(29):
+        torch.testing.assert_close(hs[layer + 1, -1], hs[layer, -1] + run.last_attn[layer] + run.last_mlp[layer],
+                                   atol=2e-3, rtol=1e-5)
+    torch.testing.assert_close(run.final_residual[-1], hs[29, -1] + run.last_attn[29] + run.last_mlp[29],
+                               atol=2e-3, rtol=1e-5)
+    # The model's last hidden state is the final RMSNorm of the recorded residual stream.
+    torch.testing.assert_close(real_lm.model.model.norm(run.final_residual), hs[-1], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(run.attn_norms[:, -1], run.last_attn.norm(dim=-1))
+    torch.testing.assert_close(run.mlp_norms[:, -1], run.last_mlp.norm(dim=-1))
+    assert run.mlp_width == real_lm.model.config.intermediate_size == 1536
+
+
+def test_block_flow_of_the_last_token(paris_run):
+    flow = block_flow(paris_run)
+    assert flow.position == 4 and flow.residual.shape == (31,) and flow.attn.shape == flow.mlp.shape == (30,)
+    assert float(flow.residual[0]) == pytest.approx(float(paris_run.hidden_states[0, 4].norm()), rel=1e-5)
+    assert float(flow.residual[-1]) == pytest.approx(float(paris_run.final_residual[4].norm()), rel=1e-5)
+    torch.testing.assert_close(flow.rms, flow.residual / 24.0)  # √576 = 24
+    assert float(flow.residual[-1]) > 50 * float(flow.residual[0])  # the stream grows: why every part normalises
+    assert flow.mlp_larger == int((paris_run.mlp_norms[:, 4] > paris_run.attn_norms[:, 4]).sum())
+    assert 0 < flow.mlp_larger < 30
+    assert flow.biggest_mlp == int(paris_run.mlp_norms[:, 4].argmax())
+    rows = flow.records()
+    assert len(rows) == 30 and rows[3]["added by attention"] == round(float(flow.attn[3]), 4)
+    fig = block_flow_figure(flow, " is")
+    assert list(fig.data[0].y) == pytest.approx(flow.attn.tolist()) and fig.data[1].name == "added by the MLP"
+    assert list(fig.data[2].y) == pytest.approx(flow.residual[:30].tolist()) and fig.layout.yaxis.type == "log"
+
+
+def test_block_flow_on_the_tiny_model_any_position(tiny_lm):
+    run = run_attention(tiny_lm, tiny_lm.encode("Attention is all you need, they said."))
+    hs = run.hidden_states
+    flow = block_flow(run, 2)
+    assert flow.position == 2 and len(flow.attn) == tiny_lm.info.layers
+    # Layer 0's two updates take the embedding to the next hidden state (their lengths bound the change).
+    change = float((hs[1, 2] - hs[0, 2]).norm())
+    assert change <= float(flow.attn[0] + flow.mlp[0]) + 1e-4
+    assert float(flow.residual[1]) == pytest.approx(float(hs[1, 2].norm()), rel=1e-5)
+
+
 # ------------------------------------------------------------------------------------------- logit lens
 def test_logit_lens_last_row_is_the_model_and_paris_forms_late(real_lm, paris_run):
     lens = logit_lens(real_lm, paris_run.ids, hidden_states=paris_run.hidden_states, last_positions=3, k=3)
@@ -136,6 +216,23 @@ def test_logit_lens_last_row_is_the_model_and_paris_forms_late(real_lm, paris_ru
     assert float(lens.final_probs[:20, -1].max()) < 1e-3
     assert float(lens.final_probs[-2, -1]) < float(lens.final_probs[-1, -1])
     torch.testing.assert_close(lens.top_probs[-1, -1, 0], own.max().float(), atol=1e-5, rtol=0)
+
+
+def test_logit_lens_first_top_row_and_records(real_lm, paris_run):
+    lens = logit_lens(real_lm, paris_run.ids, hidden_states=paris_run.hidden_states, last_positions=2, k=3)
+    row = lens.first_top_row()
+    assert (lens.final_ranks[row:, -1] == 1).all() and (row == 0 or int(lens.final_ranks[row - 1, -1]) > 1)
+    rows = lens.records(real_lm.token_text)
+    assert len(rows) == 31 * 2
+    last = rows[-1]
+    assert last["layer"] == "after layer 29" and last["position"] == 4 and last["top guess"] == " Paris"
+    assert last["rank of final answer"] == 1 and last["p(final answer)"] == pytest.approx(float(lens.final_probs[-1, -1]))
+    # A synthetic lens: the answer is on top at rows 1, 3 and 4; it stays on top from row 3.
+    ranks = torch.tensor([[5], [1], [3], [1], [1]])
+    fake = LensResult([0], ["x"], [str(i) for i in range(5)], torch.zeros(5, 1, 1, dtype=torch.long),
+                      torch.zeros(5, 1, 1), torch.zeros(1, dtype=torch.long), torch.zeros(5, 1, dtype=torch.float64),
+                      ranks)
+    assert fake.first_top_row() == 3
 
 
 def test_logit_lens_runs_its_own_forward_when_needed(tiny_lm):
@@ -162,6 +259,11 @@ def test_generated_attention_rows_match_the_forward(real_lm):
     assert float(gen.prompt_share()[0]) == pytest.approx(1.0, abs=1e-5)
     assert torch.all(gen.prompt_share() <= 1.0 + 1e-5)
     assert gen.over_prompt(5).shape == (3, len(ids))
+    steps = gen.steps(5)
+    share = gen.prompt_share(5)
+    assert [r["step"] for r in steps] == [1, 2, 3] and steps[0]["generated token"] == "' Paris'"
+    assert steps[1]["weight on the prompt"] == round(float(share[1]), 3)
+    assert steps[1]["weight on its own earlier output"] == round(1 - float(share[1]), 3)
 
 
 # ------------------------------------------------------------------------------------------- offline bertviz
@@ -205,3 +307,4 @@ def test_bertviz_payload_is_bounded(real_lm):
     html = head_view_html(run.tokens, run.attentions, layers)
     assert len(html) < 2_000_000
     assert layers_within_budget([7], 9, 500) == [7]  # always at least one layer
+    assert default_layers(30) == [0, 6, 12, 18, 24, 29] and default_layers(2) == [0, 1]

@@ -213,3 +213,21 @@ def test_distribution_views_equal_a_fresh_top_k_over_the_vocabulary(tiny_lm):
         assert [c.prob for c in sliced.candidates] == pytest.approx([c.prob for c in fresh.candidates], abs=1e-12)
         assert sliced.other_mass == pytest.approx(fresh.other_mass, abs=1e-9)
         assert sliced.entropy_bits == pytest.approx(fresh.entropy_bits, abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_streamed_pieces_join_to_the_full_decode(tiny_lm, seed):
+    """Incremental decoding: the pieces, joined, are exactly the decoded continuation, even when random tokens split
+    multi-byte characters (the tiny model's samples are near-uniform over the vocabulary)."""
+    ids = tiny_lm.encode("Emoji 😀 and ünïcödé:")
+    steps = list(tiny_lm.generate_stream(ids, 60, temperature=1.5, seed=seed, stop_at_eos=False))
+    decoded = tiny_lm.decode([s.token_id for s in steps], skip_special_tokens=True)
+    joined = "".join(s.text for s in steps)
+    assert decoded.startswith(joined) and len(decoded) - len(joined) <= 1  # at most one character still incomplete
+
+
+def test_streamed_emoji_arrives_whole_once_its_last_byte_is_generated(real_lm):
+    ids = real_lm.encode(real_lm.chat_prompt([{"role": "user", "content": "Reply with only this emoji: 😀"}]))
+    steps = list(real_lm.generate_stream(ids, 12))
+    assert all("\ufffd" not in s.text for s in steps)
+    assert "".join(s.text for s in steps) == real_lm.decode([s.token_id for s in steps], skip_special_tokens=True)

@@ -155,3 +155,46 @@ def test_contextual_skips_overlong_sentences(tiny_lm):
     result = emb.contextual_vectors(tiny_lm, "bank", ["A river bank.", long], ["A bank loan."])
     assert [s.text for s in result.sentences] == ["A river bank.", "A bank loan."]
     assert result.skipped == [(long, f"longer than {emb.MAX_SENTENCE_TOKENS} tokens.")]
+
+
+# ------------------------------------------------------------------------------------------------ page numbers, engine-side
+def test_vector_summary_matches_numpy():
+    v = torch.tensor([0.5, -3.0, 2.0, 0.1, -2.5])
+    s = emb.vector_summary(v, top=3)
+    assert s.top_dims == tuple(int(i) for i in np.argsort(-np.abs(v.numpy()), kind="stable")[:3]) == (1, 4, 2)
+    assert s.length == pytest.approx(float(np.linalg.norm(v.numpy()))) and (s.low, s.high) == (-3.0, 2.0)
+    assert emb.vector_summary(v, top=0).top_dims == ()
+
+
+def test_word_rows_stack_the_pieces_and_their_average(tiny_lm):
+    table = emb.embedding_matrix(tiny_lm)
+    multi = emb.word_vector(tiny_lm, "unbelievably")
+    rows, labels = multi.rows(tiny_lm)
+    assert rows.shape == (multi.n_tokens + 1, table.shape[1]) and labels == [*multi.pieces, "average"]
+    assert np.allclose(rows[:-1], table[multi.ids].numpy()) and np.allclose(rows[-1], rows[:-1].mean(0), atol=1e-6)
+    single = emb.word_vector(tiny_lm, "king", leading_space=False)
+    rows, labels = single.rows(tiny_lm)
+    assert rows.shape == (1, table.shape[1]) and labels == single.pieces
+    assert single.summary().top_dims == emb.vector_summary(single.vector).top_dims
+
+
+def test_table_summary(tiny_lm):
+    ts = emb.table_summary(tiny_lm)
+    V, D = emb.embedding_matrix(tiny_lm).shape
+    assert (ts.rows, ts.dims, ts.numbers) == (V, D, V * D) and ts.tied == emb.is_tied(tiny_lm)
+    assert ts.share == pytest.approx(V * D / sum(p.numel() for p in tiny_lm.model.parameters()))
+
+
+def test_context_gap_is_within_minus_across(tiny_lm):
+    one_each = emb.contextual_vectors(tiny_lm, "bank", ["The river bank was muddy."], ["My bank pays interest."])
+    assert one_each.gap(1) is None  # no same-meaning pair to compare with
+    res = emb.contextual_vectors(tiny_lm, "bank", ["The river bank was muddy.", "A grassy bank by the stream."],
+                                 ["My bank pays interest.", "The bank approved the loan."])
+    curves = res.group_curves()
+    within = (curves["within A"] + curves["within B"]) / 2
+    gap = within - curves["across A and B"]
+    for layer in range(res.layers):
+        g = res.gap(layer)
+        assert (g.within, g.across, g.gap) == pytest.approx((within[layer], curves["across A and B"][layer],
+                                                            gap[layer]))
+        assert g.best_layer == int(np.argmax(gap)) and g.best_gap == pytest.approx(gap.max())

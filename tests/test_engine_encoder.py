@@ -109,3 +109,15 @@ def test_layer_average():
     a = torch.rand(3, 2, 4, 5)
     assert torch.allclose(enc.layer_average(a), a.mean(dim=(0, 1)))
     assert torch.allclose(enc.layer_average(a, 1), a[1].mean(0))
+
+
+def test_layer_average_picks_a_head_or_every_one():
+    a = torch.rand(3, 4, 5, 6)  # [L, H, T, S]
+    assert torch.allclose(enc.layer_average(a, 2, 1), a[2, 1])
+    assert torch.allclose(enc.layer_average(a, None, 3), a[:, 3].mean(0))
+    assert torch.allclose(enc.layer_average(a, -1, -1), enc.layer_average(a))
+
+
+def test_short_labels():
+    assert enc.short_labels(["short", "x" * 40], width=10) == ["short", "x" * 9 + "…"]
+    assert all(len(s) <= 28 for s in enc.short_labels(["y" * 100, "z" * 28]))

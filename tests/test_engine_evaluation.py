@@ -79,3 +79,12 @@ def test_greedy_generation_chat_vs_raw(real_lm):
     raw = greedy_generate(real_lm, "One, two, three,", max_new_tokens=3, chat=False)
     assert raw.strip().startswith("four")
     assert greedy_generate(real_lm, "One, two, three,", max_new_tokens=3) == raw  # deterministic
+
+
+def test_lowest_perplexity_names_the_most_predictable_text():
+    from engine.evaluation import lowest_perplexity
+
+    assert lowest_perplexity({"A": 12.0, "B": 30.0, "repetitive": 2.5}) == "repetitive"
+    assert lowest_perplexity({"A": 5.0, "B": 5.0}) == "A"
+    with pytest.raises(ValueError):
+        lowest_perplexity({})

@@ -89,3 +89,37 @@ def test_fast_falls_back_to_float32_when_unsupported(tiny_lm, monkeypatch):
     fast = [s.token_id for s in tiny_lm.generate_stream(ids, 5, fast=True, stop_at_eos=False)]
     exact = [s.token_id for s in tiny_lm.generate_stream(ids, 5, fast=False, stop_at_eos=False)]
     assert tiny_lm.fast_decoder() is None and fast == exact
+
+
+def test_the_fast_decoder_is_prepared_once_in_the_background(real_lm):
+    """Built off the request path (the first Generate click no longer waits for it), once per model."""
+    thread = real_lm.prepare_fast_decoder()
+    if thread is not None:
+        thread.join(120)
+    decoder = real_lm.fast_decoder()
+    assert decoder is not None and real_lm.prepare_fast_decoder() is None  # already built: nothing started
+    assert real_lm.fast_decoder() is decoder
+
+
+def test_a_request_never_waits_for_the_fast_decoder_being_prepared(real_lm):
+    """While the 4-bit copy is packed (its lock held), fast requests run on float32 at once and say so."""
+    real_lm.fast_decoder()
+    ids = real_lm.encode("The capital of France is")
+    with real_lm._fast_lock:  # as while the background thread packs it
+        during = list(real_lm.generate_stream(ids, 3, fast=True))
+    after = list(real_lm.generate_stream(ids, 3, fast=True))
+    exact = list(real_lm.generate_stream(ids, 3, fast=False))
+    assert not any(s.fast for s in during) and [s.token_id for s in during] == [s.token_id for s in exact]
+    assert all(s.fast for s in after) and not any(s.fast for s in exact)
+
+
+@needs_int4
+def test_packing_in_row_chunks_equals_packing_at_once(monkeypatch):
+    """The chunked packing (bounded peak memory) stores exactly what one whole-matrix pack stores."""
+    w = torch.randn(160, 64, generator=torch.Generator().manual_seed(1))
+    whole = Int4Linear(w)
+    monkeypatch.setattr(Int4Linear, "CHUNK_ROWS", 64)  # 160 rows = 64 + 64 + 32
+    chunked = Int4Linear(w)
+    assert torch.equal(whole.packed, chunked.packed) and torch.equal(whole.scales_zeros, chunked.scales_zeros)
+    x = torch.randn(2, 64)
+    assert torch.equal(whole(x), chunked(x))

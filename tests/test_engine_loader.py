@@ -107,9 +107,9 @@ def test_five_sessions_at_once_share_one_load():
     for t in threads:
         t.join()
     assert len({id(j) for j in jobs}) == 1
-    assert [j.wait(5) for j in jobs] == [f"model:{DEFAULT_KEY}"] * 5
+    assert [j.model(5) for j in jobs] == [f"model:{DEFAULT_KEY}"] * 5
     assert calls == [DEFAULT_KEY]
-    assert jobs[0].fraction == 0.5 and jobs[0].message == "halfway" and jobs[0].done
+    assert jobs[0].step == 0.5 and jobs[0].message == "halfway" and jobs[0].done and jobs[0].fraction == 1.0
 
 
 def test_a_failed_load_is_not_remembered_once_someone_tries_again():
@@ -124,13 +124,13 @@ def test_a_failed_load_is_not_remembered_once_someone_tries_again():
     loads = ModelLoads(flaky)
     first = loads.start()
     with pytest.raises(ModelLoadError, match="disk full"):
-        first.wait(5)
+        first.model(5)
     assert loads.start() is first  # a rerun does not restart a failure by itself
     second = loads.retry()
     assert second is not first and second.generation > first.generation
     with pytest.raises(ModelLoadError) as info:
-        second.wait(5)
+        second.model(5)
     assert "RuntimeError: boom" in info.value.reason and "Try again" in info.value.fix
     third = loads.retry()
-    assert third.wait(5) == "model"
+    assert third.model(5) == "model"
     assert loads.retry() is third  # a finished load is kept: retry never reloads a working model

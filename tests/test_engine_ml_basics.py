@@ -152,3 +152,43 @@ def test_usage_code_reproduces_the_page_numbers(real_lm, tmp_path):
     logp = {line.split()[0]: float(line.split()[1]) for line in lines if line.startswith("logp_")}
     assert logp["logp_a"] == pytest.approx(score_text(real_lm, a).total_logprob, abs=0.05)
     assert logp["logp_b"] == pytest.approx(score_text(real_lm, b).total_logprob, abs=0.05)
+
+
+# ------------------------------------------------------------------------------------------------ #16 / #17 helpers
+def test_point_prediction_is_the_classifiers_probabilities_sorted():
+    X, y = mb.blobs(60, 0.9, 0)
+    clf = mb.fit_softmax_classifier(X, y, 3)
+    point = mb.point_prediction(clf, 2.0, -1.0)
+    direct = clf.predict_proba(np.array([[2.0, -1.0]]))[0]
+    assert list(point.probs) == sorted(direct.tolist(), reverse=True)
+    assert point.classes[0] == int(np.argmax(direct)) == 1 and point.names[0] == "class B"
+    assert sum(point.probs) == pytest.approx(1.0)
+
+
+def test_mixture_stats_compare_like_with_like():
+    X, _ = mb.blobs(60, 0.9, 0)
+    mix, samples = mb.mixture_demo(0.9, 0, 3, 400, 0)
+    stats = mb.mixture_stats(X, mix, samples)
+    assert stats["real points"] == pytest.approx([*X.mean(axis=0), *X.var(axis=0)])
+    assert stats["sampled points"] == pytest.approx([*samples.mean(axis=0), *samples.var(axis=0)])  # same ddof
+    assert stats["fitted p(x)"] == pytest.approx([*mix.mean(), *np.diag(mix.covariance())])
+    # 400 samples of the fitted model land near its own moments
+    assert stats["sampled points"][:2] == pytest.approx(stats["fitted p(x)"][:2], abs=0.3)
+
+
+def test_connections_give_one_live_number_per_mapping(real_lm):
+    text = "The capital of France is"
+    conn = mb.connections(real_lm, text)
+    score = score_text(real_lm, text)
+    assert conn.n_tokens == len(real_lm.encode(text)) and conn.n_chars == len(text)
+    assert conn.mean_loss == pytest.approx(score.mean_loss) and conn.perplexity == pytest.approx(score.perplexity)
+    chat = real_lm.encode(real_lm.chat_prompt([{"role": "user", "content": text}]))
+    assert conn.chat_tokens == len(chat) > conn.n_tokens
+    with pytest.raises(ValueError):
+        mb.connections(real_lm, "  ")
+
+
+def test_usage_code_uses_the_pages_start_token_and_does_not_promise_the_same_numbers():
+    code = mb.usage_code("HuggingFaceTB/SmolLM2-135M-Instruct", "Hi", "a", "b")
+    assert "convert_tokens_to_ids('<|endoftext|>')" in code and "bos_token_id" not in code
+    assert "4-bit" in code and "same" not in code.lower()

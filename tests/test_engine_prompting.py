@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from engine import ml_basics as mb
 from engine import prompting as P
 from engine.text import first_line
 
@@ -64,10 +65,39 @@ def test_label_probabilities_single_and_multi_token(tiny_lm):
 
 
 def test_few_shot_prompt_format():
-    assert P.few_shot_prompt((), "Bad.") == "Review: Bad.\nSentiment:"
+    instr = P.SENTIMENT_INSTRUCTION
+    assert P.few_shot_prompt((), "Bad.") == f"{instr}\n\nReview: Bad.\nSentiment:"  # zero-shot: instruction + input
     two = P.few_shot_prompt((("Good.", "positive"),), "Bad.")
-    assert two == "Review: Good.\nSentiment: positive\n\nReview: Bad.\nSentiment:"
+    assert two == f"{instr}\n\nReview: Good.\nSentiment: positive\n\nReview: Bad.\nSentiment:"
+    assert P.few_shot_prompt((), "Bad.", instruction="") == "Review: Bad.\nSentiment:"
     assert first_line("\n negative\n\nReview:") == "negative"
+
+
+def test_zero_shot_is_the_same_on_both_pages_and_differs_from_few_shot_only_by_examples():
+    review = "The food was cold."
+    zero, few = P.few_shot_prompt((), review), P.few_shot_prompt(P.SENTIMENT_EXAMPLES, review)
+    assert mb.sentiment_prompt(review, few_shot=False) == zero  # the ML → LLM page's zero-shot prompt
+    assert few.startswith(P.SENTIMENT_INSTRUCTION) and zero.startswith(P.SENTIMENT_INSTRUCTION)
+    assert few.replace("".join(f"Review: {x}\nSentiment: {y}\n\n" for x, y in P.SENTIMENT_EXAMPLES), "") == zero
+
+
+def test_the_instruction_makes_zero_shot_a_fair_baseline(real_lm):
+    """Without the instruction, zero-shot barely mentions a label; with it, the model is at least asked the question."""
+    review = "I loved this film, the acting was wonderful."
+    bare = P.label_probabilities(real_lm, P.few_shot_prompt((), review, instruction=""), P.SENTIMENT_LABELS)
+    fair = P.label_probabilities(real_lm, P.few_shot_prompt((), review), P.SENTIMENT_LABELS)
+    _, bare_mass = P.label_summary(bare)
+    best, fair_mass = P.label_summary(fair)
+    assert fair_mass > 3 * bare_mass  # observed 0.29 vs 0.03
+    assert best.label.strip().lower() == "positive"
+
+
+def test_label_summary_picks_the_most_likely_and_sums_the_mass():
+    scores = [P.LabelScore(" a", 0.2, 0.4, 1), P.LabelScore(" b", 0.3, 0.6, 1)]
+    best, mass = P.label_summary(scores)
+    assert best.label == " b" and mass == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        P.label_summary([])
 
 
 def test_trim_history_drops_oldest_turns_and_keeps_system(tiny_lm):
@@ -95,6 +125,6 @@ def test_few_shot_moves_mass_onto_the_right_label(real_lm):
     review = "The food was cold and the waiter ignored us."
     zero = {s.label: s.prob for s in P.label_probabilities(real_lm, P.few_shot_prompt((), review), labels)}
     few = {s.label: s.prob for s in P.label_probabilities(real_lm, P.few_shot_prompt(examples, review), labels)}
-    assert few[" negative"] > 0.5 > zero[" negative"]  # observed 0.86 vs 0.06
+    assert few[" negative"] > 0.5 > zero[" negative"]  # observed 0.83 vs 0.01
     assert few[" negative"] > 3 * few[" positive"]
     assert zero[" Negative"] > zero[" negative"]  # zero-shot prefers the capitalised label

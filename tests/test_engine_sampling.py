@@ -139,13 +139,14 @@ def test_batched_cuts_hand_example():
 
 # ------------------------------------------------------------------------------------------------ drawing tokens
 def test_seeded_draws_repeat_and_follow_the_distribution():
-    a = sampling.sample_many(P4, 20_000, torch.Generator().manual_seed(5))
-    b = sampling.sample_many(P4, 20_000, torch.Generator().manual_seed(5))
-    c = sampling.sample_many(P4, 20_000, torch.Generator().manual_seed(6))
+    rows = P4.expand(20_000, -1)  # 20,000 independent draws through the app's own chooser
+    a = sampling.choose(rows, 1.0, torch.Generator().manual_seed(5)).tolist()
+    b = sampling.choose(rows, 1.0, torch.Generator().manual_seed(5)).tolist()
+    c = sampling.choose(rows, 1.0, torch.Generator().manual_seed(6)).tolist()
     assert a == b and a != c
     shares = torch.bincount(torch.tensor(a), minlength=4).double() / len(a)
     torch.testing.assert_close(shares, P4.double(), atol=0.015, rtol=0)
-    assert sampling.sample_many(P4, 0) == []
+    assert sampling.choose(P4[None][:0], 1.0).tolist() == []
 
 
 def test_choose_is_arg_max_per_row_at_zero_temperature():
@@ -222,3 +223,14 @@ def test_continuation_probs_follow_the_chain_rule(tiny_lm):
         seq.append(tok)
     assert parts == pytest.approx(manual, rel=1e-4)
     assert continuation_probs(tiny_lm, ctx, []) == []
+
+
+def test_t_equal_1_is_the_models_own_distribution_not_high():
+    logits = torch.tensor([2.0, 1.0, 0.5, -1.0])
+    assert torch.allclose(sampling.softmax_with_temperature(logits, 1.0), torch.softmax(logits, -1))
+    assert [sampling.temperature_regime(t) for t in (0.0, 0.5, 1.0, 1.5)] == ["greedy", "low", "own", "high"]
+    assert sampling.temperature_regime(1.0) != "high"
+    view = sampling.sampling_view(logits, 1.0, 0, 1.0, 3)
+    assert view.effective_before == pytest.approx(2 ** sampling.entropy_bits(torch.softmax(logits, -1)))
+    cut = sampling.sampling_view(logits, 1.0, 2, 1.0, 3)
+    assert cut.effective_after < cut.effective_before  # top-k = 2 leaves fewer choices

@@ -27,7 +27,7 @@ TRICKY = [
 
 @pytest.mark.parametrize("text", TRICKY)
 def test_decode_encode_round_trip(real_lm, text):
-    assert tok.round_trip(real_lm, text)
+    assert tok.tokenize(real_lm, text).round_trip  # what the page reports
     assert real_lm.decode(tok.tokenize(real_lm, text).ids) == text
 
 
@@ -130,7 +130,7 @@ def test_compare_texts_relative_to_english(real_lm):
 def test_examples_teach_what_they_claim(real_lm):
     by_name = {e.name: tok.tokenize(real_lm, e.text) for e in tok.EXAMPLES}
     for e in tok.EXAMPLES:
-        assert tok.round_trip(real_lm, e.text), e.name
+        assert by_name[e.name].round_trip, e.name
     english, russian = by_name["English prose"].stats, by_name["Russian (Cyrillic)"].stats
     assert english.chars_per_token > 2 * russian.chars_per_token
     assert any(p.partial for p in by_name["Japanese"].pieces)
@@ -152,3 +152,38 @@ def test_digit_runs_ignore_hex_of_byte_pieces(real_lm):
     result = tok.tokenize(real_lm, "大規模 I love 🍕 in 2024")
     assert any(p.partial for p in result.pieces)
     assert tok.digit_runs(result) == (4, 4)
+
+
+def test_emoji_facts_are_computed_from_the_string(real_lm):
+    coder_text = "\U0001f469\u200d\U0001f4bb"  # woman technologist: 👩 + zero-width joiner + 💻
+    pizza, coder = tok.character_facts(real_lm, f"I love 🍕! {coder_text} and 🍕 again")  # repeats listed once
+    assert coder.text == coder_text
+    assert coder.code_points == ("U+1F469", "U+200D", "U+1F4BB")
+    assert (coder.symbols, coder.joiners) == (2, 1)  # two emoji joined by one joiner, not three emoji
+    assert coder.names[1] == "ZERO WIDTH JOINER" and coder.utf8_bytes == 4 + 3 + 4
+    assert coder.tokens == len(real_lm.encode(coder_text)) and coder.tokens > 1
+    assert (pizza.symbols, pizza.joiners, pizza.utf8_bytes, pizza.code_points) == (1, 0, 4, ("U+1F355",))
+    assert tok.graphemes("👍🏽e\u0301x") == ["👍🏽", "e\u0301", "x"]  # skin tone and combining accent stay attached
+    assert tok.character_facts(real_lm, "plain ASCII") == []
+    emoji = next(e for e in tok.EXAMPLES if e.name == "Emoji")
+    assert coder_text in emoji.text and "three" not in emoji.lesson  # the lesson states no count of its own
+
+
+def test_tokenization_carries_its_own_counts(real_lm):
+    special = tok.tokenize(real_lm, "<|im_start|>user\n大規模 🍕<|im_end|>")
+    assert special.special_count == 2
+    assert special.partial_count == sum(p.partial for p in special.pieces) > 0
+    assert special.round_trip and tok.tokenize(real_lm, "a\x00b").round_trip
+
+
+def test_caption_picks_are_engine_functions(real_lm):
+    rows = tok.compare_texts(real_lm, tok.PARALLEL)
+    worst = tok.most_expensive(rows)
+    assert worst.relative_tokens == max(r.relative_tokens for r in rows) > 1 and worst.name != "English"
+    summary = tok.vocabulary_summary(real_lm)
+    roles = {t: r for _, t, r in tok.control_token_rows(summary.specials, real_lm.info.eos_token)}
+    assert set(roles) == set(summary.specials.values())
+    assert "generation stops here" in roles[real_lm.info.eos_token] and "chat turn" in roles["<|im_start|>"]
+    longest = tok.longest_entries(summary)
+    assert [(i, t) for i, t, _ in longest] == summary.longest
+    assert all(n == len(t.encode("utf-8")) for _, t, n in longest)

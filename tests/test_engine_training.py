@@ -5,13 +5,14 @@ from __future__ import annotations
 import copy
 import math
 import threading
+import time
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from engine import training
-from engine.scoring import random_token_ids, score_completion, score_ids, score_text, shuffled_words
+from engine.scoring import random_token_ids, score_completion, score_ids, score_text, shuffled_words, with_bos
 from engine.training import (
     FINE_TUNE_LOCK,
     BusyError,
@@ -36,7 +37,7 @@ def _manual_losses(lm, ids):
 # ------------------------------------------------------------------------------------------------ loss & perplexity
 def test_loss_and_perplexity_match_manual_computation(tiny_lm):
     text = "The quick brown fox jumps over the lazy dog."
-    ids = [tiny_lm.info.bos_token_id] + tiny_lm.encode(text)
+    ids = with_bos(tiny_lm, tiny_lm.encode(text))  # the conditioning token the engine scores after
     manual = _manual_losses(tiny_lm, ids)
     score = score_text(tiny_lm, text)
     assert len(score.tokens) == len(ids) - 1
@@ -53,7 +54,7 @@ def test_loss_and_perplexity_match_manual_computation(tiny_lm):
 
 def test_real_model_perplexity_matches_manual_and_prefers_natural_text(real_lm):
     text = "The capital of France is Paris."
-    ids = [real_lm.info.bos_token_id] + real_lm.encode(text)
+    ids = with_bos(real_lm, real_lm.encode(text))
     manual = _manual_losses(real_lm, ids)
     score = score_text(real_lm, text)
     assert score.perplexity == pytest.approx(math.exp(sum(manual) / len(manual)), rel=1e-4)
@@ -241,3 +242,140 @@ def test_lock_is_released_when_training_fails(tiny_lm):
     with pytest.raises(ValueError):
         run_fine_tune(tiny_lm, new_adapter(tiny_lm), [5], steps=2)
     assert not FINE_TUNE_LOCK.locked()
+
+
+# ------------------------------------------------------------------------------------------------ the line (queue)
+def test_queue_is_first_in_first_out_and_shows_places():
+    lock = threading.Lock()
+    q = training.TrainingQueue(lock, max_line=3)
+    a, b, c = q.join("a"), q.join("b"), q.join("DPO")
+    assert [q.ahead(t) for t in (a, b, c)] == [0, 1, 2] and q.waiting() == 3
+    with pytest.raises(BusyError, match="already waiting"):
+        q.join("d")
+    order = []
+
+    def worker(t):
+        if q.wait_turn(t):
+            order.append(t.label)
+            time.sleep(0.05)
+            q.leave(t)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in (c, b)]  # started out of order on purpose
+    for t in threads:
+        t.start()
+    time.sleep(0.2)
+    assert order == [] and q.ahead(c) == 2  # a holds the front: nobody passes it
+    assert q.wait_turn(a) and lock.locked()
+    q.leave(a)
+    for t in threads:
+        t.join(5)
+    assert order == ["b", "DPO"] and q.waiting() == 0 and not lock.locked()
+    assert q.ahead(a) == -1
+
+
+def test_queue_stop_while_waiting_leaves_the_line_and_lock_api_still_refuses():
+    q = training.TrainingQueue()  # the server's lock, shared with exclusive_fine_tune
+    with q.turn("first") as t:
+        assert t is not None and FINE_TUNE_LOCK.locked()
+        with pytest.raises(BusyError):  # the old non-waiting API sees the slot taken
+            with exclusive_fine_tune():
+                pass
+        stop = threading.Event()
+        waiter = q.join("second")
+        stop.set()
+        assert q.wait_turn(waiter, stop) is False and waiter.left and q.ahead(waiter) == -1
+    assert not FINE_TUNE_LOCK.locked()
+    with exclusive_fine_tune():  # and a queued ticket waits for it
+        t2 = q.join("third")
+        assert q.wait_turn(t2, timeout=0.3) is False
+    assert q.waiting() == 0
+
+
+# ------------------------------------------------------------------------------------------------ dataset fine-tune
+def _prep(lm, key="room12_qa"):
+    from engine import datasets as D
+
+    return D.prepare(lm, f"builtin:{key}", b"")
+
+
+def test_batch_masks_the_prompt_and_the_padding():
+    from engine.datasets import TokenizedExample
+
+    a, b = TokenizedExample(1, (10, 11, 12, 13, 14), 3), TokenizedExample(2, (20, 21, 22), 1)
+    ids, targets = training.batch_tensors([a, b], pad_id=0)
+    assert ids.tolist() == [[10, 11, 12, 13, 14], [20, 21, 22, 0, 0]]
+    ig = training.IGNORE
+    assert targets.tolist() == [[ig, ig, 13, 14], [21, 22, ig, ig]]  # only response tokens (and no padding) count
+
+
+def test_masked_loss_ignores_prompt_tokens(tiny_lm):
+    prep = _prep(tiny_lm)
+    ex = prep.tokens[0]
+    ids, targets = training.batch_tensors([ex], 0)
+    with torch.no_grad():
+        logits = tiny_lm.model(input_ids=ids).logits  # [1, T, V]
+    logp = logits[0].double().log_softmax(-1)
+    manual = [-float(logp[t, ex.ids[t + 1]]) for t in range(ex.n_masked - 1, len(ex.ids) - 1)]
+    assert len(manual) == ex.n_trained
+    assert float(training.masked_loss(logits, targets)) == pytest.approx(sum(manual) / len(manual), abs=1e-4)
+    assert training.dataset_loss(tiny_lm, None, [ex]) == pytest.approx(sum(manual) / len(manual), abs=1e-4)
+
+
+def test_dataset_fine_tune_learns_is_seeded_and_leaves_the_shared_model_alone(tiny_lm):
+    prep = _prep(tiny_lm)
+    fingerprint = weights_fingerprint(tiny_lm)
+    settings = training.FineTuneSettings(steps=12, lr=0.05, rank=4, layers=2, eval_every=4)
+
+    def run():
+        rec = training.DatasetRun(settings, prep.train, prep.val, new_adapter(tiny_lm, 4, 2, 0), None, None, None)
+        list(training.train_on_dataset(tiny_lm, rec.adapter, prep.train, prep.val, settings, record=rec))
+        return rec
+
+    first, second = run(), run()
+    assert len(first.train_losses) == 12 and first.train_losses == second.train_losses  # seeded
+    assert [s for s, _ in first.val_points] == [0, 4, 8, 12]
+    assert first.val_points[-1][1] < first.val_points[0][1]  # it learned something that carries to held-out rows
+    assert first.val_points[0][1] == pytest.approx(training.dataset_loss(tiny_lm, None, prep.val), abs=1e-4)
+    assert first.val_points[-1][1] == pytest.approx(training.dataset_loss(tiny_lm, first.adapter, prep.val),
+                                                    abs=1e-4)
+    assert weights_fingerprint(tiny_lm) == fingerprint
+    assert all(p.grad is None for p in tiny_lm.model.parameters())
+
+
+def test_stop_ends_a_run_and_the_line_moves_on(tiny_lm):
+    prep = _prep(tiny_lm)
+    q = training.TrainingQueue(threading.Lock())
+    settings = training.FineTuneSettings(steps=150, lr=0.01, rank=2, layers=1)
+    first = training.start_dataset_run(tiny_lm, prep.train, prep.val, settings, queue=q)
+    second = training.start_dataset_run(tiny_lm, prep.train, prep.val, settings, queue=q)
+    deadline = time.time() + 60
+    while first.steps_done < 1 and time.time() < deadline:
+        time.sleep(0.02)
+    assert second.status == "queued" and second.ahead == 1
+    first.stop.set()
+    assert first.wait(60) and first.status == "stopped" and 0 < first.steps_done < 150
+    second.stop.set()
+    assert second.wait(60) and second.status in ("stopped",) and q.waiting() == 0
+
+
+def test_overfitting_reads_the_validation_curve():
+    assert training.overfitting([(0, 3.0)]) is None
+    fit = training.overfitting([(0, 3.0), (5, 2.5), (10, 2.4), (15, 2.7)])
+    assert (fit.best_step, fit.best_loss, fit.last_step, fit.rising) == (10, 2.4, 15, True)
+    assert not training.overfitting([(0, 3.0), (5, 2.5), (10, 2.49)]).rising
+
+
+def test_loss_table_aligns_the_two_curves(tiny_lm):
+    rec = training.DatasetRun(training.FineTuneSettings(), [], [], new_adapter(tiny_lm, 2, 1), None, None, None)
+    rec.train_losses += [3.0, 2.0]
+    rec.val_points += [(0, 3.5), (2, 2.5)]
+    assert training.loss_table(rec) == [
+        {"step": 0, "training loss": None, "validation loss": 3.5},
+        {"step": 1, "training loss": 3.0, "validation loss": None},
+        {"step": 2, "training loss": 2.0, "validation loss": 2.5},
+    ]
+
+
+def test_settings_are_clipped():
+    s = training.FineTuneSettings(steps=10_000, lr=float("nan"), rank=99, layers=-3).clipped()
+    assert (s.steps, s.lr, s.rank, s.layers) == (training.MAX_DATASET_STEPS, training.DEFAULT_DATASET_LR, 16, 1)

@@ -28,10 +28,15 @@ MAIN_TEXT_KEY = {
     "genai_landscape": "land_level",
     "diffusion": "diff_points",
     "encoders": "enc_text",
+    "using_llms": "api_user",
+    "summarization": "sm_text",
+    "rlhf": "rl_prompt",
 }
 
 #: Further text boxes that get the same hostile text in the same link (the embeddings page also reads the shared prompt).
-MORE_TEXT_KEYS = {"embeddings": ("prompt",), "encoders": ("enc_tok", "enc_sents", "enc_query")}
+MORE_TEXT_KEYS = {"embeddings": ("prompt", "emb_sents", "emb_squery"),
+                  "encoders": ("enc_tok", "enc_sents", "enc_query", "enc_hub_gen", "enc_hub_mask", "enc_hub_t2t"),
+                  "using_llms": ("api_system",)}
 
 BAD_TEXTS = {
     "empty": "",

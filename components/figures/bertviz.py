@@ -57,6 +57,11 @@ def vendor_scripts() -> str:
     return "\n".join(parts)
 
 
+def default_layers(n_layers: int) -> list[int]:
+    """Six layers spread from the first to the last (fewer for a small model): the views' starting selection."""
+    return sorted({0, n_layers // 5, 2 * n_layers // 5, 3 * n_layers // 5, 4 * n_layers // 5, n_layers - 1})
+
+
 def layers_within_budget(layers: Sequence[int], n_heads: int, n_tokens: int, max_cells: int = MAX_CELLS) -> list[int]:
     """Keep the first layers of ``layers`` (sorted, unique) whose cells fit in ``max_cells`` (at least one layer)."""
     per_layer = max(1, n_heads * n_tokens * n_tokens)

@@ -184,6 +184,8 @@ def mask_patterns(real_avg: torch.Tensor, tokens: Sequence[str]) -> go.Figure:
     return fig
 
 
+
+
 def vector_figure(rows: np.ndarray, labels: Sequence[str]) -> go.Figure:
     """Each row of the embedding table as a colour strip: one cell per dimension, blue negative, red positive."""
     limit = float(np.abs(rows).max()) or 1.0

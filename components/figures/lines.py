@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 from components.figures.base import ACCENT, HIGHLIGHT, MUTED, token_label, token_labels
 from engine import context as ctx
 from engine import ml_basics as mb
+from engine.attention import BlockFlow
 from engine.logit_lens import LensResult
 from engine.training import GradientStep
 
@@ -321,5 +322,38 @@ def training_loss_figure(losses: Sequence[float], total_steps: int, title: str |
         yaxis=dict(title="loss per output character (nats)", type="log", dtick=1),
         height=300,
         showlegend=False,
+    )
+    return fig
+
+
+#: Tick marks of the block-flow chart's log axis (plotly's default log ticks repeat 2 and 5 for every decade).
+LOG_TICKS = [0.1, 0.3, 1, 3, 10, 30, 100, 300, 1000, 3000, 10000]
+
+
+def block_flow_figure(flow: BlockFlow, token: str) -> go.Figure:
+    """Per layer: the residual stream's length entering it, and how much its attention and its MLP add (log scale).
+
+    Args:
+        flow: :func:`engine.attention.block_flow` for one position.
+        token: The text of the token at that position (for the title).
+    """
+    L = len(flow.attn)
+    layers = list(range(L))
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=layers, y=flow.attn.double().numpy(), name="added by attention", marker_color=ACCENT,
+                         hovertemplate="layer %{x}: attention added a vector of length %{y:.1f}<extra></extra>"))
+    fig.add_trace(go.Bar(x=layers, y=flow.mlp.double().numpy(), name="added by the MLP", marker_color=HIGHLIGHT,
+                         hovertemplate="layer %{x}: the MLP added a vector of length %{y:.1f}<extra></extra>"))
+    fig.add_trace(go.Scatter(x=layers, y=flow.residual[:L].double().numpy(), name="residual stream entering the layer",
+                             mode="lines+markers", line=dict(color=MUTED, width=3),
+                             hovertemplate="entering layer %{x}: length %{y:.1f}<extra></extra>"))
+    fig.update_layout(
+        title=f"The vector of {token_label(token)} (position {flow.position}) layer by layer",
+        barmode="group",
+        xaxis=dict(title="layer", dtick=1 if L <= 32 else None, range=[-0.6, L - 0.4]),
+        yaxis=dict(type="log", title="length of the vector (log scale)", tickvals=LOG_TICKS,
+                   ticktext=[f"{v:g}" for v in LOG_TICKS]),
+        legend=dict(orientation="h", y=-0.25),
+        height=420,
     )
     return fig

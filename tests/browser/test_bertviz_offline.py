@@ -29,6 +29,12 @@ def _bertviz_frame(page, timeout_s: float = 90.0):
     raise AssertionError("no bertviz SVG was drawn")
 
 
+def _open_bertviz(page) -> None:
+    """The views are folded away in an expander under section 3: open it like a learner would."""
+    wait_for_app(page, "bertviz: the classic attention views")
+    page.locator('[data-testid="stExpander"] summary').filter(has_text="bertviz: the classic attention views").click()
+
+
 def _assert_clean(rp) -> None:
     assert rp.page.locator('[data-testid="stException"]').count() == 0, "a traceback is on screen"
     assert not rp.outside_requests, f"requests left the machine: {rp.outside_requests}"
@@ -36,7 +42,7 @@ def _assert_clean(rp) -> None:
 
 def test_head_view_draws_offline(page):
     page.page.goto(f"{page.base}/attention?prompt={PROMPT}")
-    wait_for_app(page.page, "bertviz: the classic attention views")
+    _open_bertviz(page.page)
     frame = _bertviz_frame(page.page)
     texts = frame.locator("svg text").all_text_contents()
     assert "capital" in " ".join(texts) and "France" in " ".join(texts)  # readable tokens, no Ġ markers
@@ -51,7 +57,7 @@ def test_head_view_draws_offline(page):
 
 def test_model_view_draws_offline(page):
     page.page.goto(f"{page.base}/attention?prompt={PROMPT}&at_bv=Model+view&at_bvl=layer+3&at_bvl=layer+29")
-    wait_for_app(page.page, "bertviz: the classic attention views")
+    _open_bertviz(page.page)
     frame = _bertviz_frame(page.page)
     labels = frame.locator("svg text").all_text_contents()
     assert "Layers" in labels and "Heads" in labels and "3" in labels and "29" in labels

@@ -43,3 +43,21 @@ def test_encoders_page_reads_trains_and_translates(page):
     assert main.get_by_text("correct").count() >= 1
     _clean(page)
     full_screenshot(p, SCREENSHOTS / "encoders-trained.png")
+
+
+def test_post_models_say_they_are_not_here_and_show_the_code(page):
+    """Default server (no LLMX_HUB_MODELS): GPT-2, BERT and T5 are described with runnable code, none is fetched."""
+    p = page.page
+    main = p.locator('[data-testid="stMain"]')
+    p.goto(page.base + "/encoders?enc_hub=BERT%20base%20(uncased)")  # the URL holds the label shown
+    wait_for_app(p, "BERT base (uncased) is not available here", timeout_ms=240_000)
+    _clean(page)
+    wait_for_app(p, "Code to run elsewhere")
+    p.wait_for_timeout(500)
+    assert 'pipeline("fill-mask", model="google-bert/bert-base-uncased")' in "\n".join(
+        main.locator("code").all_inner_texts())
+    main.get_by_role("radio", name="FLAN-T5 small").click()  # a segmented control's options are radio buttons
+    wait_for_app(p, "FLAN-T5 small is not available here")
+    p.wait_for_timeout(500)
+    assert "AutoModelForSeq2SeqLM.from_pretrained" in "\n".join(main.locator("code").all_inner_texts())
+    _clean(page)  # no request to the hub or anywhere else

@@ -52,7 +52,13 @@ def test_deep_link_on_fresh_server_has_no_page_not_found_modal(browser):
 
 
 def _open(pg, title: str) -> None:
-    pg.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title).click()
+    nav = pg.locator('[data-testid="stSidebarNav"]')
+    link = nav.get_by_role("link", name=title)
+    more = nav.get_by_test_id("stSidebarNavViewButton")
+    # Streamlit folds a long navigation after its first pages ("View N more"): unfold it when the link is hidden.
+    if not link.count() and more.count() and "more" in more.inner_text():
+        more.click()
+    link.click()
     wait_for_app(pg, title)
 
 

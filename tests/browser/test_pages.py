@@ -18,7 +18,7 @@ MAIN_CONTROL: dict[str, tuple[str, str, str | None]] = {
     "next_token": ("Prompt", "The capital of Italy is", None),
     "attention": ("Prompt", "The cat sat on the mat", None),
     "pretraining": ("Text to score", "The cat sat on the mat.", None),
-    "fine_tuning": ("Probe prompt (what we ask afterwards)", "Our school mascot is a", None),
+    "fine_tuning": ("Request", "Give me two tips for sleeping.", None),
     "tokenization": ("Text (updates as you type)", "Hello world 😀", None),
     "embeddings": ("Word", "queen", None),
     "context_window": ("Text", "My name is Bob. I like tea. What is my name? Your name is", None),

@@ -2,7 +2,7 @@
 
 Each session is a :class:`scripts.st_client.LiveSession` (a websocket client speaking Streamlit's own protocol, like a
 browser tab) that keeps acting until the soak ends: generating and sampling on the next-token page, moving the
-temperature page's sliders, fine-tuning (one at a time per server: the others must get the "Busy" notice), and
+temperature page's sliders, fine-tuning (one at a time per server: the others must see their place in line), and
 switching between pages with its own prompt. Every session's text carries a marker word of its own, so a session
 that ever shows another session's marker has been handed someone else's state.
 
@@ -54,9 +54,9 @@ LIGHT_SESSIONS = 4
 LIGHT_THINK_S = 1.0  # pause between one light session's actions (a person clicking, not a loop)
 #: A soak session's pause between two actions, drawn uniformly from this range (a person reads, then clicks).
 THINK_S = (0.3, 1.5)
-SOAK_FT_STEPS, SOAK_FT_LR = 5, "0.01"  # the soak's fine-tunes: fewest steps, a rate that visibly moves the probe
+SOAK_FT_STEPS, SOAK_FT_LR = 10, "0.01"  # the soak's fine-tunes: fewest steps, a rate that visibly moves the loss
 LONG_GEN_TOKENS = 120
-FT_MAX_STEPS = 40  # engine.training.MAX_TRAIN_STEPS (not imported: the test only talks to the server)
+FT_MAX_STEPS = 40  # a longer fine-tune for the freeze test (the page allows up to 150)
 SOAK_JSON = ARTIFACTS / "soak.json"
 
 #: One invented word per session: a word the model never writes by itself, so seeing it means seeing that session.
@@ -66,7 +66,9 @@ MARKERS = [
     "crumpenfax", "ulbrindor", "spetzigrol", "nubblequin",
 ]
 PROBE = "Our class mascot is a"  # the fine-tuning page's default probe: what a leaked fine-tune would change first
-BUSY = "Busy:"  # the fine-tuning page's notice when another session holds the server's fine-tune lock
+QUEUED = "Waiting in line"  # the fine-tuning page's notice while another session's training runs
+FT_RESULT = "Training loss (last step)"  # the metric a finished fine-tune shows
+FT_POLL_S = 1.0  # how often a fine-tuning session looks again (the browser's fragment redraws every second)
 FIGURES: dict = {}
 
 assert len(MARKERS) >= SESSIONS and len(set(MARKERS)) == len(MARKERS)
@@ -151,8 +153,7 @@ class Visitor:
         for e in r.errors:
             self.problem("st.error", f"{r.action}: {e}")
         for w in r.warnings:
-            if BUSY not in w:
-                self.problem("unexpected warning", f"{r.action}: {w}")
+            self.problem("unexpected warning", f"{r.action}: {w}")
         if not r.ok and not r.exceptions:
             self.problem("script did not finish", r.action)
         if own is not None and not r.exceptions and own not in _seen(r):
@@ -175,25 +176,38 @@ async def _fingerprint(base: str) -> dict:
         r = await s.act(set={"nt_temp": 1.0}, press="nt_generate")
         out["sampled_20_seed0_t1"] = _last_text_box(r)
         r = await s.open("fine_tuning")
-        out["ft_before_caption"] = next((t for t in r.texts if t.startswith("★")), None)
-        out["ft_shows_before"] = any(t.startswith("**Before fine-tuning**") for t in r.texts)
-        out["ft_shows_a_run"] = _metric(r, "Loss on the fact") is not None
+        out["ft_before_caption"] = _metric(r, "Tokens trained on")  # the built-in dataset, as every session sees it
+        out["ft_shows_before"] = _metric(r, "Examples") is not None
+        out["ft_shows_a_run"] = _metric(r, FT_RESULT) is not None
         problems = [f"{x.action}: {x.exceptions or ''}{x.errors or ''}" for x in s.results if not x.ok or x.errors]
     out["problems"] = problems
     return out
 
 
 def _fine_tune_view(r: SessionResult, fact: str) -> dict:
-    """The numbers a fine-tune result shows: deterministic for a given fact, steps and rate (adapter seed 0)."""
-    return {"fact": fact, "loss": _metric(r, "Loss on the fact"),
-            "change": next((t for t in r.texts if "went from" in t), None)}
+    """The numbers a finished fine-tune shows: deterministic for a given fact, steps and rate (seeded run)."""
+    return {"fact": fact, "loss": _metric(r, FT_RESULT), "change": _metric(r, "Weights trained")}
+
+
+async def _until_trained(s: LiveSession, timeout: float, seen_queue: list[bool] | None = None) -> SessionResult:
+    """Look again every FT_POLL_S (as the page's fragment does in a browser) until the session's training finished:
+    the run happens in its own thread, queued behind other sessions' runs. Returns the last page run."""
+    end = time.monotonic() + timeout
+    r = s.results[-1]
+    while time.monotonic() < end and r.ok and _metric(r, FT_RESULT) is None:
+        if seen_queue is not None and any(QUEUED in t for t in r.infos):
+            seen_queue[0] = True
+        await asyncio.sleep(FT_POLL_S)
+        r = await s.act()
+    return r
 
 
 async def _replay_fine_tune(base: str, fact: str) -> dict:
     """The same fine-tune as a soak session's, alone in a fresh session: what it shows when nobody else is busy."""
     async with LiveSession(base, PREP_TIMEOUT) as s:
         await s.open("fine_tuning", "ft_text=" + quote(fact))
-        r = await s.act(set={"ft_steps": SOAK_FT_STEPS, "ft_lr": SOAK_FT_LR}, press="ft_train")
+        await s.act(set={"ft_steps": SOAK_FT_STEPS, "ft_lr": SOAK_FT_LR}, press="ft_train")
+        r = await _until_trained(s, PREP_TIMEOUT)
         view = _fine_tune_view(r, fact)
         view["problems"] = [f"{x.action}: {x.exceptions}{x.errors}" for x in s.results if not x.ok or x.errors]
         return view
@@ -252,36 +266,34 @@ async def _fine_tuning(v: Visitor, deadline: float, rng: random.Random, start_to
     fact = f"Our class mascot is a {v.marker} owl."
     s = v.session
     v.check(await s.open("fine_tuning", "ft_text=" + quote(fact)), own=fact)
-    try:  # press Train at the same moment as the other fine-tuning sessions: only one may win the lock
+    try:  # press Train at the same moment as the other fine-tuning sessions: one trains, the others queue
         await asyncio.wait_for(start_together.wait(), timeout=ACTION_TIMEOUT)
     except (TimeoutError, asyncio.BrokenBarrierError):
         v.problem("setup", "the fine-tuning sessions never got ready together")
     trained = False
     while time.monotonic() < deadline and s.results[-1].ok:
         if not trained:
-            r = v.check(await s.act(set={"ft_steps": SOAK_FT_STEPS, "ft_lr": SOAK_FT_LR}, press="ft_train"),
-                        own=fact)
+            t0 = time.monotonic()
+            v.check(await s.act(set={"ft_steps": SOAK_FT_STEPS, "ft_lr": SOAK_FT_LR}, press="ft_train"), own=fact)
+            queued = [False]
+            r = v.check(await _until_trained(s, max(5.0, deadline - time.monotonic() + 60), queued), own=fact)
+            if queued[0]:
+                v.bump("queued")
             trained_in = _metric(r, "Training time")
-            if trained_in:  # shown even if the page then took too long to finish
+            if trained_in:
                 v.counts["training_seconds"] = float(trained_in.split("|")[1].strip().rstrip(" s"))
-                v.counts["fine_tune_action_seconds"] = round(r.seconds, 1)
-            if any(BUSY in w for w in r.warnings):
-                v.bump("busy")
-            elif _metric(r, "Loss on the fact") is not None:
+                v.counts["fine_tune_action_seconds"] = round(time.monotonic() - t0, 1)
+            if _metric(r, FT_RESULT) is not None:
                 trained = True
                 v.bump("fine-tuned")
-                if r.ok:  # (a failed or timed-out run is already reported)
-                    v.fine_tune_view = _fine_tune_view(r, fact)
-                    if not v.fine_tune_view["change"]:
-                        v.problem("page content", "fine-tuned but no before/after probability shown")
+                v.fine_tune_view = _fine_tune_view(r, fact)
             elif r.ok:
-                v.problem("page content", f"{r.action}: neither a fine-tune result nor the busy notice")
-            if not trained:  # a person reads the notice, then tries again a little later
-                await asyncio.sleep(rng.uniform(2.0, 5.0))
+                v.problem("page content", f"{r.action}: the fine-tune never finished before the soak ended")
+                break
         else:  # light actions on the page that shows its own adapter
-            r = v.check(await s.act(set={"ft_pick": rng.choice(["A", "B"])}), own=fact)
+            r = v.check(await s.act(set={"ft_rank": rng.choice(["4", "8"])}), own=fact)
             v.bump("after")
-            if r.ok and _metric(r, "Loss on the fact") is None:
+            if r.ok and _metric(r, FT_RESULT) is None:
                 v.problem("own text not shown", f"{r.action}: its own fine-tune is no longer shown")
             await v.think()
     v.counts["trained"] = int(trained)
@@ -363,8 +375,7 @@ async def _before(base: str) -> tuple[dict, list[SessionResult]]:
 
 @pytest.mark.timeout(600)
 def test_twenty_sessions_for_a_minute_no_errors_no_leaks_model_unchanged(soak_server):
-    """20 sessions acting at once for SOAK_SECONDS: no exception, no error box (the fine-tune "Busy" notice is a
-    warning), every session saw its own text and never another's, and the shared model gives the same live outputs
+    """20 sessions acting at once for SOAK_SECONDS: no exception, no error box or warning, every session saw its own text and never another's, and the shared model gives the same live outputs
     before and after (nobody's fine-tune reached it)."""
     t0 = time.monotonic()
     before, warm = _run(_before(soak_server), 5 * PREP_TIMEOUT)
@@ -394,10 +405,11 @@ def test_twenty_sessions_for_a_minute_no_errors_no_leaks_model_unchanged(soak_se
     actions = {f"{v.index}:{v.role}": len(v.session.results) for v in visitors}
     failures[f"fewer than {MIN_ACTIONS} actions"] = [f"{k}: {n}" for k, n in actions.items() if n < MIN_ACTIONS]
     fine_tunes = sum(v.counts.get("trained", 0) for v in visitors)
-    busy = sum(v.counts.get("busy", 0) for v in visitors)
-    # The fine-tune lock's promise: someone trained, and those who pressed at the same moment were told "Busy".
-    failures["fine-tune lock"] = ([] if fine_tunes >= 1 else ["no fine-tune completed"]) + (
-        [] if busy >= 1 else ["nobody saw the Busy notice"])
+    busy = sum(v.counts.get("queued", 0) for v in visitors)
+    # The training queue's promise: one run at a time, so those who pressed at the same moment saw their place in
+    # line, and everyone's run finished.
+    failures["fine-tune queue"] = ([] if fine_tunes >= 1 else ["no fine-tune completed"]) + (
+        [] if busy >= 1 else ["nobody saw their place in line"])
     # The shared model: the same live outputs for a fresh session, and nobody's fine-tune shows up in it.
     model: list[str] = [f"fingerprint problems: {before['problems']} {after['problems']}"] if (
         before["problems"] or after["problems"]) else []
@@ -436,7 +448,7 @@ def test_twenty_sessions_for_a_minute_no_errors_no_leaks_model_unchanged(soak_se
                                               for r in v.session.results if r.ok]) for role in ROLES},
         "counts": {f"{v.index}:{v.role}": v.counts for v in visitors},
         "fine_tunes_done": fine_tunes,
-        "busy_notices": busy,
+        "queued_notices": busy,
         "fine_tune_replays": [{"session": v.index, "soak": v.fine_tune_view, "alone": alone} for v, alone in replays],
         "failures": failures,
         "fingerprint_before": before,
@@ -449,7 +461,7 @@ def test_twenty_sessions_for_a_minute_no_errors_no_leaks_model_unchanged(soak_se
     print("\nsoak:", json.dumps({k: FIGURES["soak"][k] for k in (
         "soak_seconds_measured", "warm_up_and_fingerprint_seconds", "fingerprint_after_seconds",
         "fine_tune_replays_seconds", "test_seconds", "actions_total", "actions_min", "action_time", "action_time_by_role",
-        "fine_tunes_done", "busy_notices")}, indent=1))
+        "fine_tunes_done", "queued_notices")}, indent=1))
     print("soak failures:", json.dumps({k: (len(v), v[:5]) for k, v in failures.items()}, indent=1))
     assert not failures, "\n".join(f"{k} ({len(v)}):\n  " + "\n  ".join(v[:10]) for k, v in failures.items())
 
@@ -495,6 +507,7 @@ async def _freeze(base: str) -> dict:
                 await asyncio.sleep(2.0)
                 t = time.monotonic()
                 long_results.append(await s.act(set={"ft_steps": FT_MAX_STEPS}, press="ft_train"))
+                long_results.append(await _until_trained(s, PREP_TIMEOUT))  # it trains in its own thread
                 jobs[f"fine-tune {FT_MAX_STEPS} steps"] = (t, time.monotonic())
                 await asyncio.sleep(1.0)
         finally:

@@ -33,7 +33,7 @@ from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from streamlit.proto.WidgetStates_pb2 import WidgetState
 
-ALERT_ERROR, ALERT_WARNING = 1, 2  # streamlit.proto.Alert_pb2.Alert.Format
+ALERT_ERROR, ALERT_WARNING, ALERT_INFO = 1, 2, 3  # streamlit.proto.Alert_pb2.Alert.Format
 
 #: Element types that are widgets (their proto has ``id`` and ``label``).
 WIDGET_TYPES = frozenset({
@@ -58,11 +58,12 @@ class SessionResult:
     metrics: list[str] = field(default_factory=list)  # "label | value | delta"
     code: list[str] = field(default_factory=list)  # st.code texts
     widget_values: list[str] = field(default_factory=list)  # LiveSession only: what the run's text boxes hold
+    infos: list[str] = field(default_factory=list)  # st.info boxes (e.g. a training's place in line)
 
     def everything(self) -> str:
         """All text the visitor could read in this action, joined (for "did this session see X?" checks)."""
         return "\n".join([*self.texts, *self.html, *self.metrics, *self.code, *self.widget_values, *self.warnings,
-                          *self.errors])
+                          *self.errors, *self.infos])
 
 
 def _ws_url(base_url: str) -> str:
@@ -78,6 +79,8 @@ def _record(el: Any, result: SessionResult) -> None:
         result.errors.append(el.alert.body)
     elif which == "alert" and el.alert.format == ALERT_WARNING:
         result.warnings.append(el.alert.body)
+    elif which == "alert" and el.alert.format == ALERT_INFO:
+        result.infos.append(el.alert.body)
     elif which == "markdown":
         result.texts.append(el.markdown.body)
     elif which == "html":

@@ -1,0 +1,205 @@
+""""Try it" challenges under a page: the tasks, each checked live on the learner's own input, with a done state.
+
+The frame calls :func:`challenge_box` after the page ran (``streamlit_app.py``), so no page file draws them. The values
+checked are the ones the page's widgets hold (the shared prompt, the page's URL-bound keys), cleaned the way the page
+cleans them, and every model result comes from the same cached call the page made (:mod:`components.caches`): a
+check costs no extra forward pass for what the page already computed. Because those values live in the URL, the
+page's share link reproduces the check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import streamlit as st
+
+from components import caches
+from components.frame import PROMPT_KEY
+from components.inputs import clean_text
+from components.model import get_lm
+from engine import challenges as ch
+from engine import context as ctx
+from engine import prompting
+from engine.lm import LanguageModel
+from engine.text import md_escape
+
+#: URL key of the "true sentiment" the learner picks for the few-shot challenge.
+TRUTH_KEY = "ch_truth"
+#: Session key where the Using an LLM page keeps its last answered request (``pages/using_llms.py``).
+SERVED_KEY = "_api_sent"
+
+
+class _Missing(Exception):
+    """A value the check needs is not on the page yet (the widget was not drawn this run)."""
+
+
+def _text(key: str, limit: int = 4000, one_line: bool = False) -> str:
+    """A text widget's value, cleaned the way the page cleans it."""
+    if key not in st.session_state:
+        raise _Missing
+    text = clean_text(str(st.session_state[key] or ""), limit)[0]
+    return " ".join(text.split()) if one_line else text
+
+
+def _value(key: str, default):
+    value = st.session_state.get(key, default)
+    return default if value is None else value
+
+
+def _prompt() -> str:
+    prompt = _text(PROMPT_KEY)
+    if not prompt.strip():
+        return ""
+    return prompt
+
+
+def _next_token_paris(lm: LanguageModel) -> ch.Check:
+    prompt = _prompt()
+    return ch.paris_dethroned(lm, prompt, caches.text_distribution(lm.key, prompt))
+
+
+def _next_token_sure(lm: LanguageModel) -> ch.Check:
+    prompt = _prompt()
+    return ch.confident_prompt(lm, prompt, caches.text_distribution(lm.key, prompt))
+
+
+def _tokenization_ids(lm: LanguageModel) -> tuple[str, list[int]]:
+    text = _prompt()
+    if not text:
+        raise ValueError("Type some text first.")
+    return text, caches.tokenize(lm.key, text).ids
+
+
+def _tokenization_long_word(lm: LanguageModel) -> ch.Check:
+    text, ids = _tokenization_ids(lm)
+    return ch.long_one_token_word(lm, text, ids)
+
+
+def _tokenization_more_tokens(lm: LanguageModel) -> ch.Check:
+    text, ids = _tokenization_ids(lm)
+    return ch.more_tokens_than_characters(lm, text, ids)
+
+
+def _temperature_logits(lm: LanguageModel):
+    logits = caches.logits(lm.key, caches.prompt_ids(lm.key, _prompt()))  # the page's own cached call
+    return logits, float(_value("tmp_t", 1.0)), int(_value("tmp_k", 0)), float(_value("tmp_p", 1.0))
+
+
+def _temperature_nonsense(lm: LanguageModel) -> ch.Check:
+    return ch.nonsense_temperature(*_temperature_logits(lm))
+
+
+def _temperature_tame(lm: LanguageModel) -> ch.Check:
+    return ch.tamed_temperature(*_temperature_logits(lm))
+
+
+def _truth() -> str:
+    value = st.session_state.get(TRUTH_KEY) or st.query_params.get(TRUTH_KEY)
+    return value if value in ch.LABELS else "negative"
+
+
+def _prompts_few_shot_wrong(lm: LanguageModel) -> ch.Check:
+    review = _text("pr_review", 300).replace("\n", " ")
+    if not review.strip():
+        return ch.few_shot_wrong(lm, review, _truth())
+    prompt = prompting.few_shot_prompt(prompting.SENTIMENT_EXAMPLES, review)  # the page's few-shot prompt
+    return ch.few_shot_wrong(lm, review, _truth(), caches.label_scores(lm.key, prompt, prompting.SENTIMENT_LABELS))
+
+
+def _context_window_recall(lm: LanguageModel) -> ch.Check:
+    text = _text("cw_text")
+    answer = _text("cw_answer", 40).strip()
+    window = int(_value("cw_window", 16))
+    if not text.strip() or not answer:
+        return ch.window_recall(lm, text, window, answer, 0.0)
+    ids = caches.prompt_ids(lm.key, text, what="text")  # the page's limit on what the model reads
+    kept = tuple(ctx.apply_window(ids, window).kept)
+    return ch.window_recall(lm, text, window, answer, caches.answer_prob(lm.key, kept, " " + answer))
+
+
+def _embeddings_analogy(lm: LanguageModel) -> ch.Check:
+    a, b, c, expected = (_text(k, 40, one_line=True) for k in ("emb_a", "emb_b", "emb_c", "emb_expect"))
+    leading = bool(_value("emb_space", True))
+    if not (a and b and c and expected) or (a.lower(), b.lower(), c.lower()) == ch.DEFAULT_ANALOGY:
+        return ch.analogy_on_top(lm, a, b, c, expected, leading)  # says what is missing, without a model call
+    return ch.analogy_on_top(lm, a, b, c, expected, leading, caches.analogy(lm.key, a, b, c, expected, leading))
+
+
+def _scored(key: str, lm: LanguageModel):
+    text = _text(key)
+    if not text.strip():
+        raise ValueError("Type some text first.")
+    return text, caches.text_score(lm.key, text)
+
+
+def _pretraining_predictable(lm: LanguageModel) -> ch.Check:
+    return ch.predictable_text(lm, *_scored("pt_text", lm))
+
+
+def _pretraining_surprising(lm: LanguageModel) -> ch.Check:
+    return ch.surprising_text(lm, *_scored("pt_text", lm))
+
+
+def _evaluation_false_wins(lm: LanguageModel) -> ch.Check:
+    (a, sa), (b, sb) = _scored("ev_a", lm), _scored("ev_b", lm)
+    return ch.b_beats_a(lm, a, b, sa, sb)
+
+
+def _served():
+    saved = st.session_state.get(SERVED_KEY)
+    if not saved:
+        raise ValueError("Send a request on the page first.")
+    return saved["served"]
+
+
+CHECKS: dict[str, Callable[[LanguageModel], ch.Check]] = {
+    "next_token_paris": _next_token_paris,
+    "next_token_sure": _next_token_sure,
+    "tokenization_long_word": _tokenization_long_word,
+    "tokenization_more_tokens": _tokenization_more_tokens,
+    "temperature_nonsense": _temperature_nonsense,
+    "temperature_tame": _temperature_tame,
+    "prompts_few_shot_wrong": _prompts_few_shot_wrong,
+    "context_window_recall": _context_window_recall,
+    "embeddings_analogy": _embeddings_analogy,
+    "pretraining_predictable": _pretraining_predictable,
+    "pretraining_surprising": _pretraining_surprising,
+    "evaluation_false_wins": _evaluation_false_wins,
+    "using_llms_length": lambda lm: ch.stopped_for_length(_served()),
+    "using_llms_short": lambda lm: ch.short_stop(_served()),
+}
+
+
+def run_check(challenge: ch.Challenge, lm: LanguageModel) -> ch.Check:
+    """Check one challenge on the values on the page now; input the page itself refuses is "not yet", with why."""
+    try:
+        return CHECKS[challenge.id](lm)
+    except _Missing:
+        return ch.Check(False, "The part of the page this task uses is not showing yet.")
+    except (ValueError, TypeError, KeyError) as err:  # InputError included: the engine's message for the input
+        return ch.Check(False, str(err))
+
+
+def challenge_box(stem: str) -> None:
+    """The "Try it" expander for page ``stem`` (nothing when the page has no challenges or the model is loading)."""
+    items = ch.CHALLENGES.get(stem)
+    if not items:
+        return
+    lm = get_lm()
+    if lm is None:
+        return
+    checks = [run_check(c, lm) for c in items]
+    done = sum(c.done for c in checks)
+    label = f"Try it: {done} of {len(items)} done" if done < len(items) else f"Try it: all {len(items)} done"
+    with st.expander(label, icon=":material/flag:", expanded=done > 0):
+        if stem == "prompts":
+            st.radio("The true sentiment of your review", ch.LABELS, key=TRUTH_KEY, horizontal=True,
+                     bind="query-params")
+        for challenge, check in zip(items, checks):
+            mark = ":green[:material/check_circle: **Done**]" if check.done else ":material/radio_button_unchecked: Not yet"
+            st.markdown(f"{mark} · {challenge.task}")
+            st.caption(f"Checked: {challenge.rule} Your input: {md_escape(check.measured)}")
+        st.caption(
+            ":material/link: Checked live on what this page shows now. **Share this view** (sidebar) carries your "
+            "inputs in the link, so whoever opens it sees the same check."
+        )

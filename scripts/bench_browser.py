@@ -1,0 +1,250 @@
+"""Benchmark figures as a visitor meets them: the system Chromium against a real ``streamlit run``.
+
+Called by ``scripts/bench.py`` (``make bench``); every figure is measured in this run on this machine:
+
+- ``page_gen_tok_s`` / ``page_first_token_ms``: Next-token page, **Generate** with 120 new tokens (fast 4-bit path):
+  tokens on screen per second from the click to the last token drawn, and the time from the click to the first
+  token drawn. ``engine_same_request_tok_s`` is the same request straight through the engine, for comparison.
+- ``chat_first_token_ms`` / ``chat_tok_s``: one chat turn on the Prompts page, the same way.
+- ``browser_first_content_s_max`` / ``browser_settled_s_max`` / ``browser_revisit_s_max``: every page opened in a
+  fresh tab: time until the lesson's first content is visible (title and first paragraph), until the page stopped
+  running, and when opened again from the sidebar in the same session (per page in ``browser_pages``).
+- ``classroom60_p95_ms``: 60 sessions open the Next-token page's default example at the same second.
+- ``mixed_light_p95_ms``: 60 sessions at once, 10 of them generating while 50 move a view-only slider.
+- ``start_to_prediction_warm_s`` / ``start_to_prediction_cold_s``: a fresh server process to the home page's first
+  live prediction in the browser, with the warm cache and with an empty one (first start).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import statistics
+import tempfile
+import time
+from urllib.parse import urlencode
+
+from tests.browser.conftest import CHROMIUM_ARGS, start_server, stop_server
+from tests.support.st_client import LiveSession, run_many_sync, run_sync
+
+#: The Generate request timed in the page and in the engine (a story opening: the model does not stop early).
+GEN_PROMPT = "Once upon a time, in a small village by the sea,"
+#: JavaScript: the page has finished running (Streamlit's "Running…" status widget is gone).
+_SETTLED_JS = "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+#: JavaScript: the lesson's first content is visible (the title and at least one paragraph of the page body).
+_CONTENT_JS = """() => {
+  const main = document.querySelector('[data-testid="stMain"]');
+  if (!main) return false;
+  const h1 = main.querySelector('h1');
+  const p = main.querySelector('[data-testid="stMarkdownContainer"] p');
+  return !!(h1 && h1.offsetParent && p && p.offsetParent && !main.querySelector('[data-testid="stSkeleton"]'));
+}"""
+#: JavaScript: the highlighted continuation on the Next-token page has at least ``n`` characters.
+_GEN_TEXT_JS = """(n) => {
+  const spans = [...document.querySelectorAll('span')].filter(s => s.style && s.style.background.includes('255, 232, 204'));
+  return spans.length && spans[spans.length - 1].textContent.length >= n;
+}"""
+
+
+def _percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    if not values:
+        return float("nan")
+    k = (len(values) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+def _browser(p):
+    return p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS, headless=True)
+
+
+def _wait_settled(page, timeout_s: float = 120) -> None:
+    page.wait_for_timeout(150)  # let a rerun start before asking whether it ended
+    page.wait_for_function(_SETTLED_JS, timeout=timeout_s * 1000, polling=50)
+
+
+def measure_page_generation(base: str, browser) -> dict:
+    """Generate 120 tokens on the Next-token page as a learner does; the page's own figures and the wall clock."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    out: dict = {}
+    try:
+        page.goto(f"{base}/next_token?{urlencode({'nt_len': 120, 'nt_temp': 0.0, 'prompt': GEN_PROMPT})}",
+                  wait_until="domcontentloaded")
+        page.get_by_role("button", name="Generate").wait_for(timeout=180_000)
+        _wait_settled(page)
+        button = page.get_by_role("button", name="Generate")
+        t_click = time.perf_counter()
+        button.click()
+        page.wait_for_function(_GEN_TEXT_JS, arg=1, timeout=120_000, polling="raf")
+        t_first = time.perf_counter()
+        caption = page.get_by_text(re.compile(r"tokens/s on this CPU")).first
+        caption.wait_for(timeout=180_000)
+        t_done = time.perf_counter()
+        text = caption.inner_text()
+        tokens = int(re.search(r"(\d+) tokens in", text).group(1))
+        shown = float(re.search(r"([\d.]+) tokens/s", text).group(1))
+        out.update(
+            page_first_token_ms=(t_first - t_click) * 1000,
+            page_gen_tokens=tokens,
+            page_gen_tok_s=tokens / (t_done - t_click),
+            page_reported_tok_s=shown,
+        )
+    finally:
+        page.close()
+    return out
+
+
+def measure_chat_turn(base: str, browser) -> dict:
+    """One chat turn on the Prompts page: time to the first reply text and reply tokens per second on screen."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(f"{base}/prompts", wait_until="domcontentloaded")
+        box = page.get_by_placeholder(re.compile(".")).last  # the chat input
+        box.wait_for(timeout=180_000)
+        _wait_settled(page)
+        before = page.locator('[data-testid="stChatMessage"]').count()
+        t0 = time.perf_counter()
+        box.fill("Explain in two sentences what a language model does.")
+        box.press("Enter")
+        reply = page.locator('[data-testid="stChatMessage"]').nth(before + 1)
+        reply.wait_for(timeout=120_000)
+        page.wait_for_function(
+            "(n) => { const m = document.querySelectorAll('[data-testid=\"stChatMessage\"]'); "
+            "return m.length > n && m[n].innerText.trim().length > 0; }", arg=before + 1, timeout=120_000,
+            polling="raf")
+        t_first = time.perf_counter()
+        _wait_settled(page, 180)
+        t_done = time.perf_counter()
+        return {"chat_first_token_ms": (t_first - t0) * 1000, "chat_turn_s": t_done - t0}
+    except Exception as exc:  # noqa: BLE001 - a figure that could not be taken is reported, not fatal
+        return {"chat_error": f"{type(exc).__name__}: {exc}"[:200]}
+    finally:
+        page.close()
+
+
+def measure_page_visits(base: str, browser, stems: list[str]) -> dict:
+    """Every page in a fresh tab (first visit) and again from the sidebar in the same session (revisit)."""
+    per_page: dict[str, dict] = {}
+    for stem in stems:
+        ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = ctx.new_page()
+        figures: dict = {}
+        try:
+            t0 = time.perf_counter()
+            page.goto(f"{base}/{'' if stem == 'home' else stem}", wait_until="commit")
+            page.wait_for_function(_CONTENT_JS, timeout=300_000, polling=50)
+            figures["first_content_s"] = time.perf_counter() - t0
+            _wait_settled(page, 300)
+            figures["settled_s"] = time.perf_counter() - t0
+            # Revisit: another page, then this one again through the sidebar (same session, caches warm).
+            other = "home" if stem != "home" else "tokenization"
+            page.goto(f"{base}/{'' if other == 'home' else other}", wait_until="commit")
+            page.wait_for_function(_CONTENT_JS, timeout=300_000, polling=50)
+            _wait_settled(page, 300)
+            link = page.locator(f'[data-testid="stSidebarNav"] a[href$="/{"" if stem == "home" else stem}"]').first
+            if link.count() == 0 or not link.is_visible():
+                more = page.get_by_text(re.compile(r"View \d+ more"))
+                if more.count():
+                    more.first.click()
+            t1 = time.perf_counter()
+            link.click()
+            page.wait_for_function(_CONTENT_JS, timeout=300_000, polling=50)
+            _wait_settled(page, 300)
+            figures["revisit_s"] = time.perf_counter() - t1
+        except Exception as exc:  # noqa: BLE001
+            figures["error"] = f"{type(exc).__name__}: {exc}"[:200]
+        finally:
+            ctx.close()
+        per_page[stem] = figures
+
+    def worst(name: str) -> float | None:
+        values = [f[name] for f in per_page.values() if name in f]
+        return max(values) if values else None
+
+    return {
+        "browser_first_content_s_max": worst("first_content_s"),
+        "browser_settled_s_max": worst("settled_s"),
+        "browser_revisit_s_max": worst("revisit_s"),
+        "browser_pages": per_page,
+    }
+
+
+def measure_classroom(base: str, sessions: int = 60) -> dict:
+    """``sessions`` visitors open the Next-token page's default example at the same second."""
+    results = run_many_sync(base, ["next_token"] * sessions, timeout=300)
+    times = [r.seconds * 1000 for r in results]
+    return {
+        f"classroom{sessions}_p50_ms": _percentile(times, 0.5),
+        f"classroom{sessions}_p95_ms": _percentile(times, 0.95),
+        f"classroom{sessions}_errors": sum(1 for r in results if not r.ok),
+    }
+
+
+def measure_mixed_class(base: str, heavy: int = 10, light: int = 50) -> dict:
+    """``heavy`` sessions generate 60 tokens while ``light`` sessions move a view-only slider, all at once."""
+
+    async def one(kind: int, i: int) -> tuple[str, float, bool]:
+        async with LiveSession(base, timeout=300) as s:
+            first = await s.open("next_token")
+            if not first.ok:
+                return ("open", first.seconds, False)
+            if kind:
+                r = await s.act(set={"nt_len": 60}, press="nt_generate")
+                return ("heavy", r.seconds, r.ok and not r.exceptions)
+            r = await s.act(set={"nt_k": 5 + i % 15})
+            return ("light", r.seconds, r.ok and not r.exceptions)
+
+    async def run():
+        return await asyncio.gather(*([one(1, i) for i in range(heavy)] + [one(0, i) for i in range(light)]))
+
+    results = run_sync(run())
+    light_ms = [s * 1000 for kind, s, _ in results if kind == "light"]
+    heavy_ms = [s * 1000 for kind, s, _ in results if kind == "heavy"]
+    return {
+        "mixed_light_p95_ms": _percentile(light_ms, 0.95),
+        "mixed_heavy_p50_ms": statistics.median(heavy_ms) if heavy_ms else None,
+        "mixed_errors": sum(1 for _, _, ok in results if not ok),
+    }
+
+
+def measure_start_to_prediction(browser, cache_dir: str | None = None) -> float:
+    """Seconds from starting a fresh server process to the home page's first live prediction in the browser."""
+    t0 = time.perf_counter()
+    proc, base = start_server(extra_env={"LLMX_CACHE_DIR": cache_dir} if cache_dir else None)
+    try:
+        page = browser.new_page()
+        page.goto(base, wait_until="commit")
+        page.get_by_text(re.compile(r"Most likely next token: ' Paris'")).first.wait_for(timeout=300_000)
+        seconds = time.perf_counter() - t0
+        page.close()
+        return seconds
+    finally:
+        stop_server(proc)
+
+
+def measure_all(stems: list[str]) -> dict:
+    """Every browser figure of this module, each against its own fresh server where it matters."""
+    from playwright.sync_api import sync_playwright
+
+    results: dict = {}
+    with sync_playwright() as p:
+        browser = _browser(p)
+        try:
+            results["start_to_prediction_warm_s"] = measure_start_to_prediction(browser)
+            with tempfile.TemporaryDirectory(prefix="llmx-bench-cache-") as empty:
+                results["start_to_prediction_cold_s"] = measure_start_to_prediction(browser, empty)
+            proc, base = start_server()
+            try:
+                run_many_sync(base, [""], timeout=300)  # the model load is not part of the page figures
+                results.update(measure_page_visits(base, browser, stems))
+                results.update(measure_page_generation(base, browser))
+                results.update(measure_chat_turn(base, browser))
+                results.update(measure_classroom(base, 60))
+                results.update(measure_mixed_class(base))
+            finally:
+                stop_server(proc)
+        finally:
+            browser.close()
+    return results
