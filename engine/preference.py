@@ -40,7 +40,7 @@ from torch.func import functional_call
 
 from engine.generation import sample_continuations
 from engine.lm import InputError, LanguageModel, check_length
-from engine.training import LoraAdapter
+from engine.training import LoraAdapter, QueuedRun
 
 DATA_DIR = Path(__file__).resolve().parent / "data" / "preferences"
 BUILTIN_FILE = DATA_DIR / "kind_vs_dismissive.json"
@@ -758,7 +758,7 @@ def sigmoid(x: float) -> float:
 
 # ------------------------------------------------------------------------------------------------ a session's DPO run
 @dataclass
-class DpoRun:
+class DpoRun(QueuedRun):
     """One session's DPO run, written by its training thread and read by the page (no Streamlit here).
 
     Attributes:
@@ -795,21 +795,9 @@ class DpoRun:
     job: object = None
 
     @property
-    def finished(self) -> bool:
-        return self.status in ("done", "stopped", "failed")
-
-    @property
-    def ahead(self) -> int:
-        """Trainings in front of this one in the server's line (0 once it runs)."""
-        return max(0, self.queue.ahead(self.ticket))
-
-    @property
     def fraction(self) -> float:
         return min(1.0, max(0, len(self.history) - 1) / self.steps)
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the run has finished (True) or ``timeout`` passed (False)."""
-        return self.job.wait(timeout) if self.job is not None else True
 
 
 def start_dpo_run(lm: LanguageModel, pairs: Sequence[PreferencePair], held_out: Sequence[PreferencePair],

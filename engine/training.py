@@ -28,7 +28,7 @@ import hashlib
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -41,7 +41,6 @@ from engine.lm import LanguageModel
 #: One fine-tune at a time per server process.
 FINE_TUNE_LOCK = threading.Lock()
 #: Hard caps so one request stays bounded in time and memory.
-MAX_TRAIN_STEPS = 40
 MAX_TRAIN_TOKENS = 64
 #: The learning rates the one-step demo tries (plain SGD).
 STEP_LRS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
@@ -192,56 +191,6 @@ def new_adapter(lm: LanguageModel, rank: int = DEFAULT_RANK, layers: int = DEFAU
     return LoraAdapter(names, a, b, int(rank), 0, [])
 
 
-@dataclass(frozen=True)
-class TrainStep:
-    """One optimiser step: its number (1-based), the loss before the step, and the elapsed wall time."""
-
-    step: int
-    loss: float
-    elapsed_s: float
-
-
-def train_steps(
-    lm: LanguageModel, adapter: LoraAdapter, ids: Sequence[int], steps: int = 20, lr: float = 3e-3
-) -> Iterator[TrainStep]:
-    """Fine-tune ``adapter`` on ``ids`` with Adam, yielding after every step (for a live progress bar).
-
-    The loss is the pretraining loss (mean next-token cross-entropy) on the user's text: fine-tuning uses the same
-    objective, just on new data. Call inside :func:`exclusive_fine_tune`.
-
-    Args:
-        lm: The shared model (never modified).
-        adapter: The session's adapter; updated in place.
-        ids: Training text, 2..:data:`MAX_TRAIN_TOKENS` token ids.
-        steps: Optimiser steps, clipped to 1..:data:`MAX_TRAIN_STEPS`.
-        lr: Adam learning rate.
-    """
-    ids = [int(i) for i in ids]
-    if len(ids) < 2:
-        raise ValueError("The training text needs at least two tokens.")
-    if len(ids) > MAX_TRAIN_TOKENS:
-        raise ValueError(f"The training text is {len(ids)} tokens; fine-tuning here takes at most {MAX_TRAIN_TOKENS}.")
-    steps = max(1, min(int(steps), MAX_TRAIN_STEPS))
-    leaves = adapter.leaves()
-    opt = torch.optim.Adam(leaves, lr=float(lr))
-    start = time.perf_counter()
-    if adapter.losses is None:
-        adapter.losses = []
-    with torch.enable_grad():
-        for _ in range(steps):
-            loss = next_token_loss(_logits_with(lm, adapter.weights(lm), ids), ids)
-            # autograd.grad (not .backward()) touches only the adapter: nothing shared gets a .grad.
-            grads = torch.autograd.grad(loss, leaves)
-            for leaf, g in zip(leaves, grads):
-                leaf.grad = g
-            opt.step()
-            adapter.steps_done += 1
-            adapter.losses.append(loss.item())
-            yield TrainStep(adapter.steps_done, adapter.losses[-1], time.perf_counter() - start)
-    for leaf in leaves:
-        leaf.grad = None  # free the gradients; the optimiser state goes with ``opt``
-
-
 @torch.no_grad()
 def adapted_logits(lm: LanguageModel, adapter: LoraAdapter | None, ids: Sequence[int]) -> torch.Tensor:
     """``[T, V]`` logits with the adapter applied (or the shared model's own logits when ``adapter`` is None)."""
@@ -265,24 +214,6 @@ def adapted_greedy(
     weights = adapter.weights(lm) if adapter is not None else None
     n = max(0, min(int(max_new_tokens), 32))
     return [s.token_id for s in lm.generate_stream(ids, n, temperature=0.0, weights=weights)] if n else []
-
-
-def probe_target(lm: LanguageModel, fact: str, probe: str) -> int | None:
-    """The token that follows ``probe`` inside ``fact`` when the probe is a prefix of it (e.g. ' purple')."""
-    f, p = lm.encode(fact), lm.encode(probe)
-    if p and len(f) > len(p) and f[: len(p)] == p:
-        return int(f[len(p)])
-    return None
-
-
-@torch.no_grad()
-def adapted_outputs(
-    lm: LanguageModel, adapter: LoraAdapter | None, ids: Sequence[int], new_tokens: int = 10
-) -> tuple[torch.Tensor, list[int]]:
-    """What the page shows of a (fine-tuned) model on one prompt: ``[V]`` next-token probabilities and the greedy
-    continuation's ids."""
-    probs = torch.softmax(adapted_logits(lm, adapter, ids)[-1].double(), dim=-1).float()  # [V]
-    return probs, adapted_greedy(lm, adapter, ids, new_tokens)
 
 
 # ------------------------------------------------------------------------------------------------ one SGD step
@@ -367,24 +298,6 @@ def gradient_step(
         num_params=sum(frozen[n].numel() for n in names),
         total_params=lm.info.parameters,
     )
-
-
-def run_fine_tune(
-    lm: LanguageModel,
-    adapter: LoraAdapter,
-    ids: Sequence[int],
-    steps: int = 20,
-    lr: float = 3e-3,
-    on_step: Callable[[TrainStep], None] | None = None,
-) -> list[TrainStep]:
-    """Convenience: take the server lock, train, and return every step (raises :class:`BusyError` if taken)."""
-    with exclusive_fine_tune():
-        out = []
-        for s in train_steps(lm, adapter, ids, steps, lr):
-            out.append(s)
-            if on_step is not None:
-                on_step(s)
-        return out
 
 
 # ------------------------------------------------------------------------------------------------ the line (queue)
@@ -712,8 +625,29 @@ def dataset_loss(lm: LanguageModel, adapter: LoraAdapter | None, examples: Seque
     return total / max(count, 1)
 
 
+class QueuedRun:
+    """What every training run that waits in :data:`TRAINING_QUEUE` shows its page (a dataset fine-tune, a DPO run).
+
+    Subclasses are dataclasses with ``status`` ("queued", "running", "done", "stopped" or "failed"), ``ticket``,
+    ``queue`` and ``job`` (the :class:`engine.jobs.BackgroundJob` that trains, once started).
+    """
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("done", "stopped", "failed")
+
+    @property
+    def ahead(self) -> int:
+        """Trainings in front of this one in the server's line (0 once it runs)."""
+        return max(0, self.queue.ahead(self.ticket))
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the run has finished (True) or ``timeout`` passed (False)."""
+        return self.job.wait(timeout) if self.job is not None else True
+
+
 @dataclass
-class DatasetRun:
+class DatasetRun(QueuedRun):
     """One session's dataset fine-tune, written by its training thread and read by the page (no Streamlit here).
 
     The page keeps it in the session; the thread only appends to the lists and sets ``status``.
@@ -747,25 +681,12 @@ class DatasetRun:
     job: object = None
 
     @property
-    def finished(self) -> bool:
-        return self.status in ("done", "stopped", "failed")
-
-    @property
-    def ahead(self) -> int:
-        """Trainings in front of this one in the server's line (0 once it runs)."""
-        return max(0, self.queue.ahead(self.ticket))
-
-    @property
     def steps_done(self) -> int:
         return len(self.train_losses)
 
     @property
     def fraction(self) -> float:
         return min(1.0, self.steps_done / self.settings.steps)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the run has finished (True) or ``timeout`` passed (False)."""
-        return self.job.wait(timeout) if self.job is not None else True
 
 
 def start_dataset_run(

@@ -24,6 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from scripts.bench_browser import percentile as _percentile  # noqa: E402 - after the path is set
+
 #: For each page: a post-processing-only widget change (kind, key, values to cycle through). Only pages whose file
 #: exists are measured. Keys are the pages' own widget keys.
 RERUN_ACTIONS: dict[str, tuple[str, str, list]] = {
@@ -42,15 +44,6 @@ RERUN_ACTIONS: dict[str, tuple[str, str, list]] = {
     "genai_landscape": ("segmented_control", "land_show", ["Live here", "Described only", "All"]),
     "encoders": ("selectbox", "enc_vec", ["cls", "decoder", "mean"]),
 }
-
-
-def _percentile(values: list[float], q: float) -> float:
-    values = sorted(values)
-    if not values:
-        return float("nan")
-    k = (len(values) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
-    return values[lo] + (values[hi] - values[lo]) * (k - lo)
 
 
 def _time_subprocess_load(cache_dir: str | None) -> dict:

@@ -47,7 +47,8 @@ _GEN_TEXT_JS = """(n) => {
 }"""
 
 
-def _percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` by linear interpolation (NaN for none); ``scripts/bench.py`` uses it too."""
     values = sorted(values)
     if not values:
         return float("nan")
@@ -176,8 +177,8 @@ def measure_classroom(base: str, sessions: int = 60) -> dict:
     results = run_many_sync(base, ["next_token"] * sessions, timeout=300)
     times = [r.seconds * 1000 for r in results]
     return {
-        f"classroom{sessions}_p50_ms": _percentile(times, 0.5),
-        f"classroom{sessions}_p95_ms": _percentile(times, 0.95),
+        f"classroom{sessions}_p50_ms": percentile(times, 0.5),
+        f"classroom{sessions}_p95_ms": percentile(times, 0.95),
         f"classroom{sessions}_errors": sum(1 for r in results if not r.ok),
     }
 
@@ -203,7 +204,7 @@ def measure_mixed_class(base: str, heavy: int = 10, light: int = 50) -> dict:
     light_ms = [s * 1000 for kind, s, _ in results if kind == "light"]
     heavy_ms = [s * 1000 for kind, s, _ in results if kind == "heavy"]
     return {
-        "mixed_light_p95_ms": _percentile(light_ms, 0.95),
+        "mixed_light_p95_ms": percentile(light_ms, 0.95),
         "mixed_heavy_p50_ms": statistics.median(heavy_ms) if heavy_ms else None,
         "mixed_errors": sum(1 for _, _, ok in results if not ok),
     }

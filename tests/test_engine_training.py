@@ -16,12 +16,10 @@ from engine.scoring import random_token_ids, score_completion, score_ids, score_
 from engine.training import (
     FINE_TUNE_LOCK,
     BusyError,
-    adapted_logits,
+    _logits_with,
     exclusive_fine_tune,
     gradient_step,
     new_adapter,
-    run_fine_tune,
-    train_steps,
     weights_fingerprint,
 )
 
@@ -124,11 +122,24 @@ def test_gradient_step_rejects_bad_lengths(tiny_lm):
 def test_fresh_adapter_changes_nothing(tiny_lm):
     ids = tiny_lm.encode("Our class mascot is a")
     ad = new_adapter(tiny_lm, layers=2)
-    torch.testing.assert_close(adapted_logits(tiny_lm, ad, ids), tiny_lm.forward(ids).logits, rtol=0, atol=1e-5)
+    torch.testing.assert_close(_logits_with(tiny_lm, ad.weights(tiny_lm), ids), tiny_lm.forward(ids).logits,
+                               rtol=0, atol=1e-5)
+
+
+def _train_on(lm, adapter, text: str, steps: int, lr: float) -> list[float]:
+    """The app's training loop (:func:`training.train_on_dataset`) on one typed line; returns the losses."""
+    from engine import datasets as D
+
+    prep = D.prepare(lm, "typed", text.encode())
+    settings = training.FineTuneSettings(steps=steps, lr=lr, rank=adapter.rank, layers=len(adapter.names),
+                                         eval_every=steps)
+    rec = training.DatasetRun(settings, prep.train, prep.val, adapter, None, None, None)
+    list(training.train_on_dataset(lm, adapter, prep.train, prep.val, settings, record=rec))
+    return rec.train_losses
 
 
 def test_fine_tune_learns_the_fact_and_leaves_shared_weights_bit_identical(real_lm):
-    fact = real_lm.encode("Our class mascot is a purple owl.")
+    fact = "Our class mascot is a purple owl."
     probe = real_lm.encode("Our class mascot is a")
     purple = real_lm.encode(" purple")[0]
     snapshot = {n: p.detach().clone() for n, p in real_lm.model.named_parameters()}
@@ -136,10 +147,9 @@ def test_fine_tune_learns_the_fact_and_leaves_shared_weights_bit_identical(real_
     p_before = float(real_lm.next_token_probs(probe)[purple])
 
     adapter = new_adapter(real_lm)
-    steps = run_fine_tune(real_lm, adapter, fact, steps=20, lr=3e-3)
-    assert [s.step for s in steps] == list(range(1, 21))
-    assert steps[-1].loss < 0.5 * steps[0].loss  # the loss on its text falls
-    after_ft = torch.softmax(adapted_logits(real_lm, adapter, probe)[-1].double(), -1)
+    losses = _train_on(real_lm, adapter, fact, steps=20, lr=3e-3)
+    assert len(losses) == 20 and losses[-1] < 0.5 * losses[0]  # the loss on its text falls
+    after_ft = torch.softmax(_logits_with(real_lm, adapter.weights(real_lm), probe)[-1].double(), -1)
     assert float(after_ft[purple]) > 100 * p_before and float(after_ft[purple]) > 0.3
 
     # The shared model is untouched: bit-identical weights, no gradients left on it, same predictions.
@@ -151,16 +161,6 @@ def test_fine_tune_learns_the_fact_and_leaves_shared_weights_bit_identical(real_
     assert adapter.num_params == 4 * 4 * (576 + 1536)  # 4 layers, rank 4, A [4,1536] + B [576,4]
 
 
-def test_training_text_is_bounded(tiny_lm):
-    ad = new_adapter(tiny_lm)
-    with pytest.raises(ValueError):
-        next(train_steps(tiny_lm, ad, [5], 3))
-    with pytest.raises(ValueError):
-        next(train_steps(tiny_lm, ad, [5] * (training.MAX_TRAIN_TOKENS + 1), 3))
-    ids = tiny_lm.encode("a b c d")
-    assert len(list(train_steps(tiny_lm, ad, ids, steps=10_000))) == training.MAX_TRAIN_STEPS
-
-
 def test_other_sessions_see_the_original_model_while_training(tiny_lm):
     ids = tiny_lm.encode("Hello there, general")
     reference = tiny_lm.forward(ids).logits.clone()
@@ -169,7 +169,7 @@ def test_other_sessions_see_the_original_model_while_training(tiny_lm):
 
     def train():
         try:
-            list(train_steps(tiny_lm, adapter, ids, steps=30, lr=0.05))
+            _train_on(tiny_lm, adapter, "Hello there, general Kenobi", steps=30, lr=0.05)
         finally:
             done.set()
 
@@ -180,13 +180,12 @@ def test_other_sessions_see_the_original_model_while_training(tiny_lm):
         assert torch.equal(tiny_lm.forward(ids).logits, reference)
         seen += 1
     t.join()
-    assert not torch.allclose(adapted_logits(tiny_lm, adapter, ids), reference)  # the adapter did learn
+    assert not torch.allclose(_logits_with(tiny_lm, adapter.weights(tiny_lm), ids), reference)  # it did learn
 
 
 def test_a_fine_tune_never_leaks_into_another_sessions_adapter(tiny_lm):
-    """While one session trains (its weights swapped in for each forward), another session building its own
-    adapted weights reads the shared ones, never the trainer's (found by the 20-session soak test)."""
-    ids = tiny_lm.encode("Hello there, general")
+    """While one session trains, another session building its own adapted weights reads the shared ones, never the
+    trainer's (found by the 20-session soak test)."""
     trainer, other = new_adapter(tiny_lm, seed=1), new_adapter(tiny_lm, seed=2)
     names = other.names
     shared = {n: p.detach().clone() for n, p in tiny_lm.model.named_parameters() if n in names}
@@ -194,7 +193,7 @@ def test_a_fine_tune_never_leaks_into_another_sessions_adapter(tiny_lm):
 
     def train():
         try:
-            list(train_steps(tiny_lm, trainer, ids, steps=40, lr=0.5))
+            _train_on(tiny_lm, trainer, "Hello there, general Kenobi", steps=40, lr=0.5)
         finally:
             done.set()
 
@@ -209,39 +208,6 @@ def test_a_fine_tune_never_leaks_into_another_sessions_adapter(tiny_lm):
         reads += 1
     t.join()
     assert reads > 1
-
-
-# ------------------------------------------------------------------------------------------------ busy lock
-def test_only_one_fine_tune_at_a_time(tiny_lm):
-    ids = tiny_lm.encode("a b c d")
-    with exclusive_fine_tune():
-        assert FINE_TUNE_LOCK.locked()
-        with pytest.raises(BusyError, match="Another fine-tune"):
-            with exclusive_fine_tune():
-                pass
-        # Another thread (another session) is refused at once, not queued.
-        errors = []
-        t = threading.Thread(target=lambda: _try(errors, tiny_lm, ids))
-        t.start()
-        t.join(timeout=10)
-        assert not t.is_alive() and errors == ["busy"]
-    assert not FINE_TUNE_LOCK.locked()
-    run_fine_tune(tiny_lm, new_adapter(tiny_lm), ids, steps=1)  # free again
-    assert not FINE_TUNE_LOCK.locked()
-
-
-def _try(errors, lm, ids):
-    try:
-        run_fine_tune(lm, new_adapter(lm), ids, steps=1)
-        errors.append("ran")
-    except BusyError:
-        errors.append("busy")
-
-
-def test_lock_is_released_when_training_fails(tiny_lm):
-    with pytest.raises(ValueError):
-        run_fine_tune(tiny_lm, new_adapter(tiny_lm), [5], steps=2)
-    assert not FINE_TUNE_LOCK.locked()
 
 
 # ------------------------------------------------------------------------------------------------ the line (queue)

@@ -70,16 +70,8 @@ def test_adapted_greedy_with_kv_cache_matches_full_forwards(tiny_lm):
             break
     assert training.adapted_greedy(tiny_lm, adapter, ids, 6) == expected
     assert training.adapted_greedy(tiny_lm, adapter, ids, 6) != training.adapted_greedy(tiny_lm, None, ids, 6)
-    probs, cont = training.adapted_outputs(tiny_lm, adapter, ids, 6)
-    assert cont == expected and probs.shape == (tiny_lm.vocab_size,)
-    assert float(probs.sum()) == pytest.approx(1.0, abs=1e-4)
-    assert int(probs.argmax()) == expected[0]
-
-
-def test_probe_target_is_the_token_after_the_probe(tiny_lm):
-    fact, probe = "Our class mascot is a purple owl.", "Our class mascot is a"
-    assert training.probe_target(tiny_lm, fact, probe) == tiny_lm.encode(fact)[len(tiny_lm.encode(probe))]
-    assert training.probe_target(tiny_lm, fact, "Something else") is None
+    logits = training.adapted_logits(tiny_lm, adapter, ids)  # what the probes read
+    assert logits.shape == (len(ids), tiny_lm.vocab_size) and int(logits[-1].argmax()) == expected[0]
 
 
 # ------------------------------------------------------------------------------------------------ next-token walk

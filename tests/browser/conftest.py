@@ -139,9 +139,17 @@ def wait_for_app(page, text: str, timeout_ms: int = 120_000) -> None:
     page.locator('[data-testid="stMain"]').get_by_text(text, exact=False).first.wait_for(
         state="visible", timeout=timeout_ms
     )
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms
-    )
+    # Streamlit shows its "running" indicator only after a short delay: wait until it has been absent for a while,
+    # not just at one instant (a slow page, e.g. one still loading the model, would otherwise look finished).
+    deadline = time.time() + timeout_ms / 1000
+    while True:
+        page.wait_for_function(
+            "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
+            timeout=max(1000, int((deadline - time.time()) * 1000)),
+        )
+        page.wait_for_timeout(700)
+        if page.locator('[data-testid="stStatusWidget"]').count() == 0 or time.time() > deadline:
+            return
 
 
 def full_screenshot(page, path, width: int | None = None, max_height: int = 8000) -> None:

@@ -29,7 +29,7 @@ MAIN_CONTROL: dict[str, tuple[str, str, str | None]] = {
 
 
 #: Text of each page's heading where it differs from its navigation label.
-HEADING = {"home": "LLM Explainer", "fine_tuning": "Fine-tuning"}
+HEADING = {"home": "LLM Explainer", "fine_tuning": "Fine-tuning", "rlhf": "RLHF: learning from human preferences"}
 
 
 def _assert_clean(rp) -> None:
