@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 
-.PHONY: setup run test test-fast lint browser-deps balancer-deps serve-replicas bench clean
+.PHONY: setup run test test-fast lint browser-deps balancer-deps serve-replicas soak-class bench clean
 
 $(BIN)/activate:
 	$(PY) -m venv $(VENV)
@@ -39,11 +39,14 @@ test: setup browser-deps balancer-deps  ## the whole suite: engine, AppTest and 
 test-fast: setup  ## everything but the browser tests
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests -m "not browser"
 
+soak-class: setup browser-deps balancer-deps  ## class scale: 60 sessions x 120 s through HAProxy + 2 replicas (figures: test-artifacts/soak_class.json)
+	LLMX_SOAK_CLASS=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests/browser/test_soak_class.py -m soak_class -s -ra
+
 lint: setup
 	$(BIN)/ruff check .
 
-bench: setup  ## performance figures (see README)
-	HF_HUB_OFFLINE=1 $(BIN)/python scripts/bench.py
+bench: setup  ## performance figures (see README); BENCH_ARGS="--only rlhf,fine_tune" for a part
+	HF_HUB_OFFLINE=1 $(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

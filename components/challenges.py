@@ -17,10 +17,13 @@ from components import caches
 from components.frame import PROMPT_KEY
 from components.inputs import clean_text
 from components.model import get_lm
+from components.state import FT_STATE, RL_RUN
 from engine import challenges as ch
 from engine import context as ctx
 from engine import prompting
 from engine.lm import LanguageModel
+from engine.loader import ModelLoadError
+from engine.registry import ENCODER_DEFAULT_KEY
 from engine.text import md_escape
 
 #: URL key of the "true sentiment" the learner picks for the few-shot challenge.
@@ -152,6 +155,117 @@ def _served():
     return saved["served"]
 
 
+def _attention_head(lm: LanguageModel):
+    """The prompt and the "One head" view's layer and head, as the page has them, and its cached head view."""
+    text = _prompt()
+    if not text:
+        raise ValueError("Type a prompt first.")
+    if "at_layer" not in st.session_state or "at_head" not in st.session_state:
+        raise _Missing
+    layer, head = int(st.session_state["at_layer"]), int(st.session_state["at_head"])
+    run = caches.attention_run(lm.key, text)  # the page's own cached calls: no extra forward pass
+    return text, layer, head, caches.head_view(lm.key, text, layer, head).weights, run.tokens
+
+
+def _attention_previous(lm: LanguageModel) -> ch.Check:
+    text, layer, head, weights, tokens = _attention_head(lm)
+    return ch.previous_token_head(lm, text, layer, head, weights, tokens)
+
+
+def _attention_focused(lm: LanguageModel) -> ch.Check:
+    text, layer, head, weights, tokens = _attention_head(lm)
+    return ch.focused_head(lm, text, layer, head, weights, tokens)
+
+
+def _encoders_search(lm: LanguageModel) -> ch.Check:
+    from engine.encoder import sentence_lines
+
+    sentences = tuple(sentence_lines(_text("enc_sents")))  # as the page reads the box
+    query = _text("enc_query", one_line=True)
+    if len(sentences) < 2 or not query:
+        return ch.meaning_beats_keywords(None, query, sentences, [])  # says what is missing, without a model call
+    return ch.meaning_beats_keywords(None, query, sentences, caches.sentence_search(ENCODER_DEFAULT_KEY, query,
+                                                                                    sentences))
+
+
+def _encoders_wordpiece(lm: LanguageModel) -> ch.Check:
+    text = _text("enc_tok", one_line=True)
+    if not text or not text.isalpha():
+        return ch.wordpiece_longer(None, lm, text, None)  # says what to type, without tokenizing
+    return ch.wordpiece_longer(None, lm, text, caches.tokenizer_comparison(ENCODER_DEFAULT_KEY, lm.key, text))
+
+
+def _summarization_beats_lead(lm: LanguageModel) -> ch.Check:
+    from engine.summarize import DEFAULT_CAP, DEFAULT_WORDS, LENGTHS, MAX_SUMMARY_TEXT_CHARS
+
+    text = _text("sm_text", MAX_SUMMARY_TEXT_CHARS)
+    reference = _text("sm_ref")
+    if not text.strip():
+        raise ValueError("Give the model a text to summarize first.")
+    # The summary the page stored for exactly its settings; a check never generates one.
+    summary = caches.finished_summary(lm.key, text, str(_value("sm_len", LENGTHS[0])),
+                                      int(_value("sm_words", DEFAULT_WORDS)), int(_value("sm_cap", DEFAULT_CAP)),
+                                      bool(_value("sm_fast", True)))
+    if summary is None:
+        raise ValueError("No summary for these settings yet: let the page write one.")
+    if not reference.strip():
+        raise ValueError("Type a reference summary first.")
+    return ch.summary_beats_lead(text, summary.text, reference, caches.summary_scores(text, summary.text, reference))
+
+
+def _diffusion_reading(lm: LanguageModel):
+    """The page's section-5 reading of its generated digits (its own cached call) and its guidance strength."""
+    if "diff_w" not in st.session_state:
+        raise _Missing
+    choices = [s for s in caches.DIFFUSION_SOURCES if caches.diffusion_model("digits", s) is not None]
+    if not choices:
+        raise ValueError("No diffusion model is ready yet: train one on the page first.")
+    source = st.session_state.get("diff_model")
+    source = source if source in choices else choices[0]  # as the page's picker falls back
+    guidance = float(_value("diff_w", 2.0))
+    _, reading, _ = caches.diffusion_quality(source, guidance, 10, int(_value("diff_seed", 0)))
+    return reading, guidance
+
+
+def _diffusion_ignored(lm: LanguageModel) -> ch.Check:
+    return ch.label_ignored(*_diffusion_reading(lm))
+
+
+def _diffusion_weak(lm: LanguageModel) -> ch.Check:
+    reading, guidance = _diffusion_reading(lm)
+    return ch.weak_guidance_digit(reading, int(_value("diff_digit", 3)), guidance)
+
+
+def _fine_tune(lm: LanguageModel):
+    """This session's finished fine-tune (the one the page keeps in its state), or why there is none to check."""
+    held = st.session_state.get(FT_STATE)
+    if held is None or held.model_key != lm.key:
+        raise ValueError("Run a fine-tune first.")
+    run = held.run
+    if not run.finished:
+        raise ValueError("Your fine-tune is still running: wait for it to finish.")
+    if run.status == "failed":
+        raise ValueError(f"Your fine-tune failed: {run.error}")
+    if not run.train_losses:
+        raise ValueError("Your fine-tune stopped before its first step: run it again.")
+    return held
+
+
+def _dpo_history(lm: LanguageModel):
+    """The history of this session's finished DPO run (kept in its state by the page), or why there is none."""
+    held = st.session_state.get(RL_RUN)
+    if held is None or held[0] != lm.key:
+        raise ValueError("Run DPO first (section 3).")
+    run = held[1]
+    if not run.finished:
+        raise ValueError("Your DPO run is still going: wait for it to finish.")
+    if run.status == "failed":
+        raise ValueError(f"Your DPO run failed: {run.error}")
+    if len(run.history) < 2:
+        raise ValueError("Your DPO run stopped before its first step: run it again.")
+    return run.history
+
+
 CHECKS: dict[str, Callable[[LanguageModel], ch.Check]] = {
     "next_token_paris": _next_token_paris,
     "next_token_sure": _next_token_sure,
@@ -167,6 +281,15 @@ CHECKS: dict[str, Callable[[LanguageModel], ch.Check]] = {
     "evaluation_false_wins": _evaluation_false_wins,
     "using_llms_length": lambda lm: ch.stopped_for_length(_served()),
     "using_llms_short": lambda lm: ch.short_stop(_served()),
+    "attention_previous_head": _attention_previous,
+    "attention_focused_head": _attention_focused,
+    "encoders_meaning_search": _encoders_search,
+    "encoders_wordpiece_longer": _encoders_wordpiece,
+    "summarization_beats_lead": _summarization_beats_lead,
+    "diffusion_label_ignored": _diffusion_ignored,
+    "diffusion_weak_guidance": _diffusion_weak,
+    "fine_tuning_overfit": lambda lm: ch.overfit_on_purpose(_fine_tune(lm).run.val_points),
+    "rlhf_dpo_gentle": lambda lm: ch.dpo_gentle(_dpo_history(lm)),
 }
 
 
@@ -178,6 +301,8 @@ def run_check(challenge: ch.Challenge, lm: LanguageModel) -> ch.Check:
         return ch.Check(False, "The part of the page this task uses is not showing yet.")
     except (ValueError, TypeError, KeyError) as err:  # InputError included: the engine's message for the input
         return ch.Check(False, str(err))
+    except ModelLoadError as err:  # a second model the page needs (the encoder) could not be loaded: the page says so
+        return ch.Check(False, err.reason)
 
 
 def challenge_box(stem: str) -> None:

@@ -494,17 +494,19 @@ def head_arithmetic(lm: LanguageModel, run: AttentionRun, layer: int, head: int,
     kv_head = head // group_size  # repeat_kv: query heads g*s .. g*s+s-1 read key/value head g
 
     x = run.hidden_states[layer, :T]  # [T, D] the residual stream entering this layer
-    x_norm = block.input_layernorm(x)  # [T, D] RMSNorm with the layer's learned scale
     sl_q = slice(head * d, (head + 1) * d)
     sl_kv = slice(kv_head * d, (kv_head + 1) * d)
-    q_raw = attn.q_proj(x_norm)[:, sl_q]  # [T, d]
-    k_raw = attn.k_proj(x_norm)[:, sl_kv]  # [T, d]
-    v = attn.v_proj(x_norm)[:, sl_kv]  # [T, d]
-
-    # Rotary position embedding: rotate each (i, i+d/2) pair of dims by an angle that grows with the position, so
-    # q·k depends on how far apart two tokens are. cos/sin come from the model's own rotary module: [1, T, d].
     pos = torch.arange(T).unsqueeze(0)
-    cos, sin = lm.model.model.rotary_emb(x.unsqueeze(0), pos)
+    # The shared modules are called directly: hold the model so no other session's hooks or functional-call weight
+    # swaps (fine-tuning, DPO) are on them meanwhile.
+    with lm.exclusive():
+        x_norm = block.input_layernorm(x)  # [T, D] RMSNorm with the layer's learned scale
+        q_raw = attn.q_proj(x_norm)[:, sl_q]  # [T, d]
+        k_raw = attn.k_proj(x_norm)[:, sl_kv]  # [T, d]
+        v = attn.v_proj(x_norm)[:, sl_kv]  # [T, d]
+        # Rotary position embedding: rotate each (i, i+d/2) pair of dims by an angle that grows with the position,
+        # so q·k depends on how far apart two tokens are. cos/sin come from the model's own rotary module: [1, T, d].
+        cos, sin = lm.model.model.rotary_emb(x.unsqueeze(0), pos)
     cos, sin = cos[0], sin[0]  # [T, d]
     q = q_raw * cos + _rotate_half(q_raw) * sin  # [T, d]
     k = k_raw * cos + _rotate_half(k_raw) * sin  # [T, d]

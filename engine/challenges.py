@@ -3,16 +3,20 @@
 Every check is a pure function of plain values a page already has (the shared prompt, a page's bound widget values)
 and returns a :class:`Check`: done or not, and what was measured, in plain text. A check that needs a model result
 accepts it precomputed (``dist=``, ``score=``, …) so the app can hand it the page's cached result instead of running
-the model again; without it, the check computes it itself (that is how the tests call them).
+the model again; without it, the check computes it itself (that is how the tests call them). A check on something
+a learner starts (a fine-tune, a DPO run, generated digits or a summary) takes that result itself and never starts
+one: it only reads what the page already made.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
+from engine import attention as attn
 from engine import context as ctx
 from engine import embeddings as emb
 from engine import prompting, sampling, scoring
@@ -247,6 +251,274 @@ def short_stop(served) -> Check:
                  f"finish_reason {served.finish_reason}, {served.completion_tokens} completion tokens.")
 
 
+# ------------------------------------------------------------------------------------------------ attention
+#: :func:`previous_token_head`: the average weight on the token just before, over positions 2 onward.
+PREV_HEAD_SHARE = 0.5
+#: Tokens the prompt needs for :func:`previous_token_head` (so the average covers at least three positions).
+PREV_HEAD_MIN_TOKENS = 5
+#: :func:`focused_head`: the last token's weight on one earlier token that is neither the first token nor itself.
+FOCUS_SHARE = 0.5
+
+
+def _head(lm: LanguageModel, text: str, layer: int, head: int, weights: torch.Tensor | None,
+          tokens: Sequence[str] | None) -> tuple[torch.Tensor, list[str]]:
+    if weights is None or tokens is None:
+        run = attn.run_attention(lm, checked_ids(lm, text, attn.ATTN_MAX_TOKENS, why=attn.ATTN_WHY))
+        weights, tokens = attn.head_view(run.attentions, layer, head).weights, run.tokens
+    return weights, list(tokens)
+
+
+def previous_token_share(weights: torch.Tensor) -> float:
+    """Mean weight each position from 2 on puts on the token just before it (``weights`` ``[T, T]``, rows = queries).
+
+    Position 1 is left out: the token before it is the first token, where idle heads park their weight (the attention
+    sink), so it would count sink heads as previous-token heads. 0 with fewer than 3 tokens.
+    """
+    T = weights.shape[0]
+    if T < 3:
+        return 0.0
+    idx = torch.arange(2, T)
+    return float(weights.double()[idx, idx - 1].mean())
+
+
+def previous_token_head(lm: LanguageModel, text: str, layer: int, head: int, weights: torch.Tensor | None = None,
+                        tokens: Sequence[str] | None = None) -> Check:
+    """In one head, positions 2 onward put on average more than :data:`PREV_HEAD_SHARE` of their attention on the
+    token just before them, on a prompt of at least :data:`PREV_HEAD_MIN_TOKENS` tokens.
+
+    Args:
+        lm: The model.
+        text: The prompt.
+        layer: Layer index.
+        head: Head index.
+        weights: The head's ``[T, T]`` weights for ``text`` (the page's cached head view); computed when None.
+        tokens: The prompt's tokens, with ``weights``.
+    """
+    weights, tokens = _head(lm, text, layer, head, weights, tokens)
+    T = len(tokens)
+    if T < PREV_HEAD_MIN_TOKENS:
+        return Check(False, f"The prompt has {T} token{'s' if T != 1 else ''}: write one of at least "
+                            f"{PREV_HEAD_MIN_TOKENS}.")
+    share = previous_token_share(weights)
+    return Check(share > PREV_HEAD_SHARE, f"Layer {layer}, head {head}: on average {share:.0%} of each token's "
+                 f"attention goes to the token just before it (positions 2 to {T - 1}).")
+
+
+def focused_head(lm: LanguageModel, text: str, layer: int, head: int, weights: torch.Tensor | None = None,
+                 tokens: Sequence[str] | None = None) -> Check:
+    """In one head, the last token puts more than :data:`FOCUS_SHARE` of its attention on one earlier token that is
+    neither the first token (the attention sink) nor itself. Arguments as :func:`previous_token_head`."""
+    weights, tokens = _head(lm, text, layer, head, weights, tokens)
+    T = len(tokens)
+    if T < 3:
+        return Check(False, f"The prompt has {T} token{'s' if T != 1 else ''}: write a longer one.")
+    last = weights[-1].double()  # [T]
+    pos = 1 + int(last[1:-1].argmax())  # the strongest key other than the first token and the last token itself
+    share = float(last[pos])
+    return Check(share > FOCUS_SHARE, f"Layer {layer}, head {head}: the last token {token_label(tokens[-1])} puts "
+                 f"{share:.0%} on {token_label(tokens[pos])} (position {pos}), {float(last[0]):.0%} on the first "
+                 f"token and {float(last[-1]):.0%} on itself.")
+
+
+# ------------------------------------------------------------------------------------------------ encoders
+#: Words this common never make a keyword match in :func:`meaning_beats_keywords`.
+COMMON_WORDS = frozenset(
+    "the and for are was were with this that these those from into onto has have had not but you your his her its our "
+    "their they them she who what when where which than then there here all any can will would been being some very "
+    "just about".split()
+)
+#: Shortest word that counts; a word this long or longer also matches the longer words it starts (guitar, guitarist).
+WORD_MIN_LETTERS = 3
+PREFIX_MIN_LETTERS = 4
+
+
+def keywords(text: str) -> set[str]:
+    """The words of ``text`` a keyword search would match: letters only, lower-cased, at least
+    :data:`WORD_MIN_LETTERS` long, minus :data:`COMMON_WORDS`."""
+    words = re.findall(r"[^\W\d_]+", text.lower())
+    return {w for w in words if len(w) >= WORD_MIN_LETTERS and w not in COMMON_WORDS}
+
+
+#: Endings dropped before two words are compared (plays, played, playing → play).
+ENDINGS = ("ing", "ed", "es", "s")
+
+
+def _stem(word: str) -> str:
+    for end in ENDINGS:
+        if word.endswith(end) and len(word) - len(end) >= WORD_MIN_LETTERS:
+            return word[: -len(end)]
+    return word
+
+
+def shared_words(a: str, b: str) -> list[str]:
+    """Keywords of ``a`` that ``b`` also has, sorted: the same word once an ending of :data:`ENDINGS` is dropped, or one
+    starting the other when the shorter one has at least :data:`PREFIX_MIN_LETTERS` letters (guitar, guitarist)."""
+    kb = {_stem(w) for w in keywords(b)}
+
+    def match(x: str, y: str) -> bool:
+        short, long_ = sorted((_stem(x), y), key=len)
+        return short == long_ or (len(short) >= PREFIX_MIN_LETTERS and long_.startswith(short))
+
+    return sorted(w for w in keywords(a) if any(match(w, v) for v in kb))
+
+
+def meaning_beats_keywords(encoder, query: str, sentences: Sequence[str], hits: Sequence | None = None) -> Check:
+    """Semantic search's top hit shares no word with the query (:func:`shared_words`), while another sentence does:
+    a keyword search would have picked that one.
+
+    Args:
+        encoder: The sentence encoder (:class:`engine.encoder.Encoder`).
+        query: What is searched for.
+        sentences: The sentences searched.
+        hits: Their ranking (the page's cached :func:`engine.encoder.semantic_search`); computed when None.
+    """
+    from engine.encoder import semantic_search
+
+    if not query.strip() or len(sentences) < 2:
+        return Check(False, "Type a query and at least two sentences on the page first.")
+    hits = list(hits) if hits is not None else semantic_search(encoder, query, list(sentences))
+    top = hits[0]
+    top_shared = shared_words(query, top.sentence)
+    said = f"Top hit: “{top.sentence}” (cosine {top.score:.2f})"
+    if top_shared:
+        return Check(False, f"{said} shares {', '.join(top_shared)} with the query.")
+    decoys = [h for h in hits[1:] if shared_words(query, h.sentence)]
+    if not decoys:
+        return Check(False, f"{said} shares no word with the query, but no other sentence does either: add one that "
+                            "does, for a keyword search to pick.")
+    d = decoys[0]
+    return Check(True, f"{said} shares no word with the query; “{d.sentence}” shares "
+                       f"{', '.join(shared_words(query, d.sentence))} (rank {d.rank}, cosine {d.score:.2f}).")
+
+
+def wordpiece_longer(encoder, lm: LanguageModel, text: str, comparison=None) -> Check:
+    """The text is one word of letters only, and the encoder's WordPiece cuts it into more pieces than the decoder's
+    byte-level BPE (``[CLS]`` and ``[SEP]`` not counted).
+
+    Args:
+        encoder: The sentence encoder.
+        lm: The decoder.
+        text: The page's text to tokenize.
+        comparison: The page's cached :func:`engine.encoder.compare_tokenizers` of ``text``; computed when None.
+    """
+    from engine.encoder import compare_tokenizers
+
+    word = text.strip()
+    if not word or not word.isalpha():
+        return Check(False, "Type a single word of letters only (no spaces, digits or punctuation).")
+    cmp = comparison if comparison is not None else compare_tokenizers(encoder, lm, word)
+    pieces, bpe = cmp.wordpiece[1:-1], cmp.bpe
+    return Check(len(pieces) > len(bpe), f"WordPiece: {len(pieces)} ({' '.join(pieces)}); byte-level BPE: "
+                 f"{len(bpe)} ({' '.join(token_label(t) for t in bpe)}).")
+
+
+# ------------------------------------------------------------------------------------------------ fine-tuning
+#: :func:`overfit_on_purpose`: how far the last validation loss must be above the lowest one (a share of it).
+OVERFIT_RISE = 0.10
+
+
+def overfit_on_purpose(val_points: Sequence[tuple[int, float]]) -> Check:
+    """The fine-tune's last validation loss is at least :data:`OVERFIT_RISE` above its lowest point.
+
+    Args:
+        val_points: ``(step, validation loss)`` of a finished run (:attr:`engine.training.DatasetRun.val_points`),
+            step 0 being before training.
+    """
+    if len(val_points) < 2:
+        return Check(False, "This run has no validation curve (too few examples, or it stopped at once): use data "
+                            "with a validation split.")
+    best_step, best = min(val_points, key=lambda p: p[1])
+    last_step, last = val_points[-1]
+    rise = last / best - 1 if best > 0 else 0.0
+    return Check(rise >= OVERFIT_RISE - 1e-9, f"Validation loss lowest {best:.3f} at step {best_step}, {last:.3f} at "
+                 f"the last step ({last_step}): {rise:+.0%} from its lowest.")
+
+
+# ------------------------------------------------------------------------------------------------ rlhf
+#: :func:`dpo_gentle`: the margin gain needed (nats) and the KL from the reference it must stay under (nats).
+DPO_MARGIN_GAIN = 5.0
+DPO_MAX_KL = 0.5
+
+
+def dpo_gentle(history: Sequence) -> Check:
+    """A DPO run raised the chosen-minus-rejected margin on its training pairs by at least :data:`DPO_MARGIN_GAIN`
+    nats, with a KL from the reference below :data:`DPO_MAX_KL` at the end.
+
+    Args:
+        history: The run's :class:`engine.preference.DpoStep` list (step 0 = before training).
+    """
+    if len(history) < 2:
+        return Check(False, "The run has not taken a step yet.")
+    first, last = history[0], history[-1]
+    gain = last.margin - first.margin
+    return Check(gain >= DPO_MARGIN_GAIN and last.kl < DPO_MAX_KL,
+                 f"Margin {first.margin:+.2f} → {last.margin:+.2f} nats ({gain:+.2f}) in {last.step} steps; KL "
+                 f"from the reference {last.kl:.4f} nats.")
+
+
+# ------------------------------------------------------------------------------------------------ summarization
+def summary_beats_lead(text: str, summary: str, reference: str, comparison=None) -> Check:
+    """On one of the page's examples, with its own reference unchanged, the model's summary has a higher ROUGE-L F1
+    than the lead-N baseline (the text's first sentences, as many as best match the summary's length).
+
+    The reference must be the example's own: otherwise editing the reference towards the summary would win.
+
+    Args:
+        text: The text summarized.
+        summary: The model's finished summary.
+        reference: The reference summary.
+        comparison: The page's cached :func:`engine.summarize.compare_with_lead`; computed when None.
+    """
+    from engine import summarize as sm
+
+    comp = comparison if comparison is not None else sm.compare_with_lead(text, summary, reference)
+    model, lead = comp.model["rougeL"].f1, comp.lead["rougeL"].f1
+    said = (f"ROUGE-L F1: model {model:.3f}, lead baseline {lead:.3f} (the first {comp.baseline.sentences} "
+            f"sentence{'s' if comp.baseline.sentences != 1 else ''}).")
+    example = any(ex.text.strip() == text.strip() and ex.reference.strip() == reference.strip()
+                  for ex in sm.examples())
+    if not example:
+        return Check(False, f"{said} This is not one of the examples with its own reference: pick an example and "
+                            "leave its reference as it is.")
+    return Check(model > lead, said)
+
+
+# ------------------------------------------------------------------------------------------------ diffusion
+#: :func:`label_ignored`: the share of generated digits recognised stays below this.
+IGNORED_RATE = 0.5
+#: :func:`weak_guidance_digit`: guidance at most this, and this share of the digit's samples recognised.
+WEAK_GUIDANCE = 0.5
+WEAK_GUIDANCE_SHARE = 0.9
+
+
+def label_ignored(reading, guidance: float) -> Check:
+    """Fewer than :data:`IGNORED_RATE` of the generated digits are recognised as the digit asked for.
+
+    Args:
+        reading: :class:`engine.diffusion.Recognition` of the page's generated digits (every class).
+        guidance: The guidance strength w they were drawn with.
+    """
+    n = len(reading.wanted)
+    return Check(reading.rate < IGNORED_RATE, f"At w = {guidance:g}: {reading.rate:.0%} of the {n} generated digits "
+                 f"are read as the digit asked for (chance: {reading.chance:.0%}).")
+
+
+def weak_guidance_digit(reading, digit: int, guidance: float) -> Check:
+    """Guidance at most :data:`WEAK_GUIDANCE`, and at least :data:`WEAK_GUIDANCE_SHARE` of the samples generated for
+    ``digit`` are recognised as ``digit``.
+
+    Args:
+        reading: :class:`engine.diffusion.Recognition` of the page's generated digits (every class).
+        digit: The digit picked on the page.
+        guidance: The guidance strength w.
+    """
+    hit, n = reading.per_class().get(int(digit), (0, 0))
+    said = f"At w = {guidance:g}: {hit} of the {n} generated {int(digit)}s are read as {int(digit)}."
+    if guidance > WEAK_GUIDANCE:
+        return Check(False, f"{said} Guidance is above {WEAK_GUIDANCE:g}: turn it down.")
+    return Check(n > 0 and hit >= WEAK_GUIDANCE_SHARE * n - 1e-9, said)
+
+
 # ------------------------------------------------------------------------------------------------ the list
 CHALLENGES: dict[str, tuple[Challenge, ...]] = {
     "next_token": (
@@ -318,5 +590,70 @@ CHALLENGES: dict[str, tuple[Challenge, ...]] = {
                   f"in **{SHORT_REPLY_TOKENS} tokens or fewer**.",
                   f"finish_reason is stop and completion_tokens ≤ {SHORT_REPLY_TOKENS} (the end-of-turn token "
                   "counts)."),
+    ),
+    "attention": (
+        Challenge("attention_previous_head", "attention",
+                  "In **2. One head**, find a **previous-token head**: each token puts **more than half** of its "
+                  "attention on the token just before it. (Hint: colour the grid in section 3 by *Weight on the "
+                  "previous token*.)",
+                  f"For the layer and head picked in section 2, on a prompt of at least {PREV_HEAD_MIN_TOKENS} "
+                  f"tokens: the weight each position from 2 on gives the token just before it, averaged, is > "
+                  f"{PREV_HEAD_SHARE:.0%}. Position 1 is left out: the token before it is the first token, the "
+                  "attention sink."),
+        Challenge("attention_focused_head", "attention",
+                  "Find a head where the **last token reads one word**: more than half of its attention on one "
+                  "earlier token that is **not the first token** (the attention sink) and not itself.",
+                  f"For the layer and head picked in section 2: the last row's largest weight on positions 1 to "
+                  f"T − 2 is > {FOCUS_SHARE:.0%}."),
+    ),
+    "encoders": (
+        Challenge("encoders_meaning_search", "encoders",
+                  "In **3. Sentence embeddings**, set a trap for keyword search: add a sentence that shares a word "
+                  "with your query but means something else, and make the **best match** a sentence that shares "
+                  "**no word** with the query.",
+                  "The top hit shares no word with the query, and another sentence does. Words of "
+                  f"{WORD_MIN_LETTERS}+ letters, case and endings (-s, -ed, -ing) ignored, and a word of "
+                  f"{PREFIX_MIN_LETTERS}+ letters matches the words it starts (guitar, guitarist); very common words "
+                  "(the, and, with…) do not count."),
+        Challenge("encoders_wordpiece_longer", "encoders",
+                  "In **2. Tokenization**, find a **single word** that WordPiece cuts into **more pieces** than the "
+                  "decoder's byte-level BPE.",
+                  "The box holds one word of letters only, and its WordPiece pieces ([CLS] and [SEP] not counted) "
+                  "outnumber its BPE tokens."),
+    ),
+    "fine_tuning": (
+        Challenge("fine_tuning_overfit", "fine_tuning",
+                  f"**Overfit on purpose**: fine-tune until the **validation loss** ends at least "
+                  f"**{OVERFIT_RISE:.0%} above its lowest point**: the model memorises its rows instead of learning "
+                  "what they share. (Hint: more steps, a larger learning rate.)",
+                  f"Your last finished fine-tune in this session: its last validation loss ≥ "
+                  f"{1 + OVERFIT_RISE:.2f} × its lowest (the loss before training counts)."),
+    ),
+    "rlhf": (
+        Challenge("rlhf_dpo_gentle", "rlhf",
+                  f"Tune **DPO** so it raises the chosen-minus-rejected **margin by at least {DPO_MARGIN_GAIN:g} "
+                  f"nats** while the **KL from the reference stays below {DPO_MAX_KL:g}**.",
+                  f"Your last DPO run in this session: margin after the last step − margin before training ≥ "
+                  f"{DPO_MARGIN_GAIN:g} nats (on its training pairs), and the last KL < {DPO_MAX_KL:g} nats."),
+    ),
+    "summarization": (
+        Challenge("summarization_beats_lead", "summarization",
+                  "Pick one of the **examples**, leave its reference as it is, and change the **length** settings "
+                  "until the model's summary **beats the lead baseline** on ROUGE-L F1.",
+                  "The text and reference are one example's own, unchanged, and the model's ROUGE-L F1 is higher "
+                  "than the lead-N baseline's (a tie does not count). Only a summary the page has written is "
+                  "scored."),
+    ),
+    "diffusion": (
+        Challenge("diffusion_label_ignored", "diffusion",
+                  "Set the guidance **w** so that the classifier in **5.** recognises **fewer than half** of the "
+                  "generated digits. What is the model drawing then?",
+                  f"Of the 100 digits generated in section 5, fewer than {IGNORED_RATE:.0%} are read as the digit "
+                  "asked for (chance is 10 %)."),
+        Challenge("diffusion_weak_guidance", "diffusion",
+                  f"With weak guidance (**w ≤ {WEAK_GUIDANCE:g}**), find a digit (and seed) whose generated samples "
+                  f"are still read right **{WEAK_GUIDANCE_SHARE * 10:.0f} times out of 10**.",
+                  f"w ≤ {WEAK_GUIDANCE:g}, and section 5's classifier reads at least {WEAK_GUIDANCE_SHARE:.0%} of the "
+                  "samples generated for the digit picked in section 4 as that digit."),
     ),
 }

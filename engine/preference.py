@@ -566,10 +566,21 @@ def gaming_probes(encoder, model: RewardModel, pairs: Sequence[PreferencePair]) 
 # ------------------------------------------------------------------------------------------------ sampling
 def rating_pair(lm: LanguageModel, prompt: str, seed: int, max_new_tokens: int = 32,
                 temperature: float = 1.0) -> tuple[str, str]:
-    """Two answers to ``prompt`` sampled from the model through its chat template (seeded: same seed, same pair)."""
+    """Two answers to ``prompt`` sampled from the model through its chat template (seeded: same seed, same pair).
+
+    They come from the 4-bit decoder, which needs no model lock: in a busy class the float32 batch had to wait for
+    the lock before each of its 32 steps (the class soak measured 142 s to open this page; the pair is on the page's
+    first screen). The call waits for the 4-bit copy if it is still being packed (seconds, once per process), so a seed
+    always gives the same pair; where the 4-bit path is unavailable it is the float32 model.
+    """
     ids = prompt_ids(lm, prompt)
-    out = sample_continuations(lm, ids, 2, max_new_tokens, temperature, top_p=0.95, seed=int(seed))
-    return out.texts[0].strip(), out.texts[1].strip()
+    lm.fast_decoder()
+    answers = []
+    for row in range(2):  # row r of seed s draws with seed 2s + r: seeds never share a row
+        steps = lm.generate_stream(ids, max_new_tokens, temperature=temperature, top_p=0.95,
+                                   seed=2 * int(seed) + row, fast=True)
+        answers.append(lm.decode([s.token_id for s in steps], skip_special_tokens=True).strip())
+    return answers[0], answers[1]
 
 
 @dataclass(frozen=True)

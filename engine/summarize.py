@@ -182,10 +182,15 @@ def summary_steps(lm: LanguageModel, prompt: SummaryPrompt, max_new_tokens: int,
 
 
 def finish(steps: Sequence[GenStep], max_new_tokens: int, eos_id: int, fast: bool, seconds: float) -> Summary:
-    """Turn the generated steps into a :class:`Summary`."""
+    """Turn the generated steps into a :class:`Summary`.
+
+    ``fast`` is the path that was asked for; the summary records the path that ran (each step says whether the 4-bit
+    decoder made it: before that copy is ready, a "fast" request runs in float32), so the page's label stays true.
+    """
     ids = tuple(s.token_id for s in steps)
     text = "".join(s.text for s in steps).strip()
-    return Summary(text, ids, bool(ids) and ids[-1] != eos_id and len(ids) >= max_new_tokens, seconds, fast)
+    ran_fast = all(s.fast for s in steps) if steps else fast
+    return Summary(text, ids, bool(ids) and ids[-1] != eos_id and len(ids) >= max_new_tokens, seconds, ran_fast)
 
 
 class SummaryStore:

@@ -71,7 +71,7 @@ store = caches.preference_store(key)
 st.subheader("1. Be the rater")
 st.markdown(
     "The model writes two answers to a prompt (sampled through its chat template at temperature 1, top-p 0.95, at most "
-    "32 tokens each, so they differ). "
+    "32 tokens each, so they differ; written by the fast 4-bit decoder, so a busy class does not wait). "
     "Pick the better one. That verdict is one row of preference data: *(prompt, chosen answer, rejected answer)*."
 )
 st.pills("Example prompts", builtin.rating_prompts[:6], key="rl_pick", on_change=use_rating_prompt,

@@ -495,34 +495,55 @@ def measure_browser(lm) -> dict:
     return out
 
 
+#: The groups of figures ``--only`` can pick (all of them run by default).
+GROUPS = ("loads", "engine", "pages", "server", "browser", "diffusion", "encoders", "summarization", "rlhf",
+          "fine_tune")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="skip the empty-cache load and use fewer repetitions")
     parser.add_argument("--sessions", type=int, default=30)
     parser.add_argument("--json-out", type=Path, default=None)
+    parser.add_argument("--only", default="", help="comma-separated groups to run (" + ", ".join(GROUPS) + "); all by default")
     args = parser.parse_args()
 
     from engine.loader import load_pretrained
 
+    only = set(args.only.split(",")) if args.only else None
+
+    def wanted(group: str) -> bool:
+        return only is None or group in only
+
     results: dict = {}
-    results.update(measure_loads(args.quick))
+    if wanted("loads"):
+        results.update(measure_loads(args.quick))
     lm = load_pretrained()
-    results.update(measure_forward(lm))
-    results.update(measure_generation(lm))
-    results.update(measure_bandwidth(lm))
-    results.update(measure_llama_cpp(lm))
-    if results.get("llama_cpp_tok_s") and results.get("gen_tok_s"):
-        results["ratio_to_llama_cpp"] = results["gen_tok_s"] / results["llama_cpp_tok_s"]
-    results["ratio_to_bandwidth_limit"] = results["gen_tok_s"] / results["bandwidth_limit_tok_s"]
-    results.update(measure_reruns(5 if args.quick else 12))
-    results.update(measure_prompt_change())
-    results.update(measure_server(args.sessions))
-    results.update(measure_browser(lm))
-    results.update(measure_diffusion())
-    results.update(measure_encoders())
-    results.update(measure_summarization(lm))
-    results.update(measure_rlhf(lm))
-    results.update(measure_fine_tune_dataset(lm))
+    if wanted("engine"):
+        results.update(measure_forward(lm))
+        results.update(measure_generation(lm))
+        results.update(measure_bandwidth(lm))
+        results.update(measure_llama_cpp(lm))
+        if results.get("llama_cpp_tok_s") and results.get("gen_tok_s"):
+            results["ratio_to_llama_cpp"] = results["gen_tok_s"] / results["llama_cpp_tok_s"]
+        results["ratio_to_bandwidth_limit"] = results["gen_tok_s"] / results["bandwidth_limit_tok_s"]
+    if wanted("pages"):
+        results.update(measure_reruns(5 if args.quick else 12))
+        results.update(measure_prompt_change())
+    if wanted("server"):
+        results.update(measure_server(args.sessions))
+    if wanted("browser"):
+        results.update(measure_browser(lm))
+    if wanted("diffusion"):
+        results.update(measure_diffusion())
+    if wanted("encoders"):
+        results.update(measure_encoders())
+    if wanted("summarization"):
+        results.update(measure_summarization(lm))
+    if wanted("rlhf"):
+        results.update(measure_rlhf(lm))
+    if wanted("fine_tune"):
+        results.update(measure_fine_tune_dataset(lm))
 
     print(f"{'metric':34} value")
     for key, value in results.items():

@@ -244,6 +244,49 @@ def test_logit_lens_runs_its_own_forward_when_needed(tiny_lm):
         logit_lens(tiny_lm, [])
 
 
+@pytest.mark.parametrize("view", ["logit_lens", "head_arithmetic"])
+def test_direct_module_calls_wait_while_another_session_holds_the_model(tiny_lm, view):
+    """The soak's bug: session A's run_attention had hooks on the shared final norm while session B's logit lens
+    called that norm directly; A's hook kept B's 2-D input as its residual stream and the page raised. Every direct
+    call into the shared modules must wait for whoever holds the model."""
+    import threading
+
+    from engine.attention import head_arithmetic, run_attention
+
+    ids = tiny_lm.encode("one two three four")
+    run = run_attention(tiny_lm, ids)
+    calls_while_held: list[tuple] = []
+    held, release, done = threading.Event(), threading.Event(), threading.Event()
+    layer = tiny_lm.model.model.layers[0]
+
+    def holder():
+        with tiny_lm.exclusive():
+            handles = [m.register_forward_pre_hook(lambda _m, args: calls_while_held.append(tuple(args[0].shape)))
+                       for m in (tiny_lm.model.model.norm, layer.input_layernorm, layer.self_attn.q_proj)]
+            held.set()
+            release.wait(5)
+            for h in handles:
+                h.remove()
+
+    def visitor():
+        if view == "logit_lens":
+            logit_lens(tiny_lm, ids, hidden_states=run.hidden_states, last_positions=2, k=2)
+        else:
+            head_arithmetic(tiny_lm, run, 0, 0)
+        done.set()
+
+    a = threading.Thread(target=holder)
+    a.start()
+    assert held.wait(5)
+    b = threading.Thread(target=visitor)
+    b.start()
+    assert not done.wait(0.5), "the direct call ran while another session held the model"
+    release.set()
+    a.join(5)
+    b.join(10)
+    assert done.is_set() and calls_while_held == []
+
+
 # ------------------------------------------------------------------------------------------- generated tokens
 def test_generated_attention_rows_match_the_forward(real_lm):
     from engine.attention import generated_attention

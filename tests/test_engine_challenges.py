@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from engine import challenges as ch
 from engine import serving
@@ -97,3 +98,102 @@ def test_serving_checks(real_lm):
     assert ch.short_stop(short).done and not ch.stopped_for_length(short).done
     cut = serving.serve_chat(real_lm, (("user", "What is the capital of France?"),), 0.0, 2)
     assert ch.stopped_for_length(cut).done and not ch.short_stop(cut).done
+
+
+def test_attention_head_checks(real_lm):
+    prompt = "The capital of France is"  # 5 tokens
+    found = ch.previous_token_head(real_lm, prompt, 16, 0)
+    assert found.done and "token just before it (positions 2 to 4)" in found.measured
+    assert not ch.previous_token_head(real_lm, prompt, 2, 0).done  # the page's default head
+    short = ch.previous_token_head(real_lm, "Paris is", 16, 0)
+    assert not short.done and "at least 5" in short.measured  # position 1's previous token is the sink: too few left
+    # The share is the mean of the diagonal just below the main one, from position 2 on.
+    w = torch.tensor([[1.0, 0, 0, 0], [0.5, 0.5, 0, 0], [0.1, 0.8, 0.1, 0], [0.6, 0.1, 0.1, 0.2]])
+    assert ch.previous_token_share(w) == pytest.approx((0.8 + 0.1) / 2)
+    focus = ch.focused_head(real_lm, prompt, 23, 4)
+    assert focus.done and "' France' (position 3)" in focus.measured
+    assert not ch.focused_head(real_lm, prompt, 2, 0).done  # its last token mostly parks on the first token
+
+
+def test_encoder_checks(real_lm):
+    from engine.encoder import load_encoder
+
+    encoder = load_encoder()
+    sentences = ["The bank raised its interest rates.", "We had a picnic on the grassy shore of the river.",
+                 "The cat sleeps."]
+    meaning = ch.meaning_beats_keywords(encoder, "sitting on the bank of a stream", sentences)
+    assert meaning.done and "shares bank (rank 2" in meaning.measured  # keywords would pick the money bank
+    assert not ch.meaning_beats_keywords(encoder, "river bank", sentences).done  # the money bank ranks first
+    defaults = ["A man is playing a guitar.", "Someone is strumming an instrument.", "A cat sleeps on the warm sofa."]
+    alone = ch.meaning_beats_keywords(encoder, "music performance", defaults)
+    assert not alone.done and "no other sentence does either" in alone.measured  # no decoy: nothing to beat
+    assert ch.shared_words("Playing the guitars", "a man plays guitar") == ["guitars", "playing"]
+    assert ch.shared_words("the cat", "the category") == []  # "the" is too common; "cat" too short to be a prefix
+    assert ch.shared_words("a guitarist strumming", "strums a guitar") == ["guitarist", "strumming"]
+    longer = ch.wordpiece_longer(encoder, real_lm, "unbelievably")
+    assert longer.done and longer.measured.startswith("WordPiece: 5 (un ##bel ##ie ##va ##bly); byte-level BPE: 4")
+    assert not ch.wordpiece_longer(encoder, real_lm, "Ljubljana").done  # 1 WordPiece, 6 BPE tokens
+    assert not ch.wordpiece_longer(encoder, real_lm, "unbelievably good").done  # two words
+
+
+def test_summary_beats_lead():
+    from engine import summarize as sm
+
+    ex = next(e for e in sm.examples() if e.key == "news_library")
+    lead = sm.lead_baseline(ex.text, len(ex.reference.split())).text
+    assert ch.summary_beats_lead(ex.text, ex.reference, ex.reference).done  # the reference itself: ROUGE-L F1 1
+    copied = ch.summary_beats_lead(ex.text, lead, ex.reference)
+    assert not copied.done and "model" in copied.measured  # the baseline's own text only ties it
+    other = ch.summary_beats_lead(ex.text, ex.reference, "A different reference about the library.")
+    assert not other.done and "not one of the examples" in other.measured
+
+
+def test_diffusion_checks():
+    from engine import diffusion as dm
+
+    model = dm.load_checkpoint(dm.checkpoint_path("digits"))
+    clf, _ = dm.digit_classifier()
+    wanted = [d for d in range(10) for _ in range(10)]
+
+    def reading(w: float):
+        return dm.recognise(clf, dm.sample(model, list(range(100)), wanted, w).final, wanted)
+
+    unguided, half, strong = reading(0.0), reading(0.5), reading(2.0)
+    assert ch.label_ignored(unguided, 0.0).done  # w = 0 ignores the label: near chance
+    assert not ch.label_ignored(strong, 2.0).done
+    easy = next(d for d, (hit, n) in half.per_class().items() if hit >= 9)
+    hard = next(d for d, (hit, n) in half.per_class().items() if hit < 9)
+    assert ch.weak_guidance_digit(half, easy, 0.5).done
+    assert not ch.weak_guidance_digit(half, hard, 0.5).done
+    assert not ch.weak_guidance_digit(strong, easy, 2.0).done  # every digit is read right, but w is too strong
+
+
+def test_dpo_gentle(real_lm):
+    from engine import preference as pref
+    from engine.training import new_adapter
+
+    adapter = new_adapter(real_lm, layers=pref.DPO_LAYERS)
+    prep = pref.prepare_pairs(real_lm, pref.builtin_set().train[:4], adapter)
+    history = list(pref.dpo_steps(real_lm, adapter, prep, steps=5, beta=0.1, lr=5e-3))
+    gentle = ch.dpo_gentle(history)  # measured: margin +4.33 → +12.9 nats, KL 0.05
+    assert gentle.done and gentle.measured.startswith(f"Margin {history[0].margin:+.2f} → ")
+    assert not ch.dpo_gentle(history[:2]).done  # after one step the margin has not grown 5 nats yet
+    assert not ch.dpo_gentle(history[:1]).done
+
+
+def test_overfit_on_purpose(real_lm):
+    from engine import datasets as D
+    from engine import training as tr
+
+    prep = D.prepare(real_lm, "builtin:room12_qa", b"")  # 16 rows trained on, 4 for validation
+    settings = tr.FineTuneSettings(steps=30, lr=3e-2)  # the page's largest learning rate
+    run = tr.DatasetRun(settings, prep.train, prep.val, tr.new_adapter(real_lm, settings.rank, settings.layers), None,
+                        None, None)
+    with tr.exclusive_fine_tune():
+        list(tr.train_on_dataset(real_lm, run.adapter, prep.train, prep.val, settings, record=run))
+    # Measured: lowest 2.45 at step 10, then 2.57 at step 20 (+5 %) and 3.16 at step 30 (+29 %).
+    assert [s for s, _ in run.val_points] == [0, 5, 10, 15, 20, 25, 30]
+    over = ch.overfit_on_purpose(run.val_points)
+    assert over.done and "at step 10" in over.measured
+    assert not ch.overfit_on_purpose(run.val_points[:5]).done  # stopped at step 20: only ~5 % above the lowest
+    assert not ch.overfit_on_purpose(run.val_points[:1]).done  # no curve

@@ -228,3 +228,33 @@ def test_figures_carry_the_computed_values():
     assert list(fig.data[0].x) == [2.0, 1.0] and list(fig.data[1].x) == pytest.approx([-2.0, -3.0])
     rows = [pref.GamingRow("flattery", "p", "no", pref.FLATTERY + "no", -1.0, 0.5)]
     assert figs.gaming_table(rows)["change"].tolist() == [1.5]
+
+
+def test_rating_pair_is_seeded_and_never_waits_for_the_model_lock(real_lm):
+    """The class soak's voters waited 142 s to open the page: the pair's float32 batch queued for the model lock at
+    every step behind 60 sessions. The pair now comes from the lock-free 4-bit decoder."""
+    if real_lm.fast_decoder() is None:
+        pytest.skip("no 4-bit decoder on this PyTorch build: the pair takes the float32 path")
+    prompt = pref.builtin_set().rating_prompts[0]
+    first = pref.rating_pair(real_lm, prompt, 3)
+    assert first == pref.rating_pair(real_lm, prompt, 3) and first != pref.rating_pair(real_lm, prompt, 4)
+    assert first[0] != first[1]
+    held, release, got = threading.Event(), threading.Event(), []
+
+    def hold():
+        with real_lm.exclusive():
+            held.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(5)
+    worker = threading.Thread(target=lambda: got.append(pref.rating_pair(real_lm, prompt, 5)))
+    worker.start()
+    worker.join(30)
+    finished = not worker.is_alive()
+    release.set()
+    holder.join(5)
+    worker.join(60)
+    assert finished, "rating_pair waited for the model lock"
+    assert got == [pref.rating_pair(real_lm, prompt, 5)]

@@ -114,6 +114,17 @@ def test_store_forgets_least_recent():
     assert store.get(("b",)) is None and store.get(("a",)) is s and store.get(("c",)) is s
 
 
+def test_a_summary_records_the_path_that_ran_not_the_one_asked_for():
+    """A "fast" request made before the 4-bit copy is ready runs in float32: the page must not label it 4-bit."""
+    from engine.lm import GenStep
+
+    float32_steps = [GenStep(5, " A", 0.5, 0.01, fast=False), GenStep(0, "", 0.9, 0.02, fast=False)]
+    assert sm.finish(float32_steps, 64, 0, True, 0.1).fast is False
+    fast_steps = [GenStep(5, " A", 0.5, 0.01, fast=True), GenStep(0, "", 0.9, 0.02, fast=True)]
+    assert sm.finish(fast_steps, 64, 0, True, 0.1).fast is True
+    assert sm.finish(fast_steps, 64, 0, False, 0.1).fast is True  # what ran, whatever was asked
+
+
 def test_real_one_sentence_summary_is_one_sentence(real_lm):
     news = next(e for e in sm.examples() if e.key == "news_library")
     prompt = sm.build_prompt(real_lm, news.text, "One sentence", max_new_tokens=64)

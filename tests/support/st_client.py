@@ -59,11 +59,12 @@ class SessionResult:
     code: list[str] = field(default_factory=list)  # st.code texts
     widget_values: list[str] = field(default_factory=list)  # LiveSession only: what the run's text boxes hold
     infos: list[str] = field(default_factory=list)  # st.info boxes (e.g. a training's place in line)
+    plain: list[str] = field(default_factory=list)  # st.text bodies (e.g. the RLHF page's two answers)
 
     def everything(self) -> str:
         """All text the visitor could read in this action, joined (for "did this session see X?" checks)."""
         return "\n".join([*self.texts, *self.html, *self.metrics, *self.code, *self.widget_values, *self.warnings,
-                          *self.errors, *self.infos])
+                          *self.errors, *self.infos, *self.plain])
 
 
 def _ws_url(base_url: str) -> str:
@@ -89,6 +90,8 @@ def _record(el: Any, result: SessionResult) -> None:
         result.metrics.append(f"{el.metric.label} | {el.metric.body} | {el.metric.delta}")
     elif which == "code":
         result.code.append(el.code.code_text)
+    elif which == "text":
+        result.plain.append(el.text.body)
 
 
 async def _read_run(ws, result: SessionResult, timeout: float, on_message=None, whole_run: bool = True) -> None:
@@ -301,7 +304,8 @@ class LiveSession:
             nonlocal widgets, texts
             if kind == "new_session":  # a script run starts: only the final run's widgets count
                 widgets, texts = {}, {}
-                for lst in (result.texts, result.html, result.metrics, result.code, result.widget_values):
+                for lst in (result.texts, result.html, result.metrics, result.code, result.widget_values,
+                            result.plain):
                     lst.clear()
             elif kind == "navigation" and fm.navigation.page_script_hash:
                 self._page_hash = fm.navigation.page_script_hash
