@@ -28,6 +28,8 @@ from engine.text import md_escape
 
 #: URL key of the "true sentiment" the learner picks for the few-shot challenge.
 TRUTH_KEY = "ch_truth"
+#: Prefix of the map page's quiz radios (``pages/genai_landscape.py``).
+QUIZ_PREFIX = "land_q_"
 #: Session key where the Using an LLM page keeps its last answered request (``pages/using_llms.py``).
 SERVED_KEY = "_api_sent"
 
@@ -266,6 +268,22 @@ def _dpo_history(lm: LanguageModel):
     return run.history
 
 
+def _ml_overfit(lm: LanguageModel) -> ch.Check:
+    if "ml_degree" not in st.session_state:
+        raise _Missing
+    noise, degree = float(_value("ml_noise", 0.3)), int(_value("ml_degree", 3))
+    _, _, fit, test_mse = caches.regression(30, noise, degree, 0)  # the page's own cached call
+    return ch.regression_overfit(noise, degree, fit.mse, test_mse)
+
+
+def _landscape_quiz(lm: LanguageModel) -> ch.Check:
+    from engine.landscape import QUIZ
+
+    vocab = f"{lm.vocab_size:,}"  # the page fills the model's vocabulary size into its questions
+    chosen = [st.session_state.get(QUIZ_PREFIX + q.key) for q in QUIZ]
+    return ch.quiz_all_right(chosen, [q.options[q.answer].format(vocab=vocab) for q in QUIZ])
+
+
 CHECKS: dict[str, Callable[[LanguageModel], ch.Check]] = {
     "next_token_paris": _next_token_paris,
     "next_token_sure": _next_token_sure,
@@ -281,6 +299,8 @@ CHECKS: dict[str, Callable[[LanguageModel], ch.Check]] = {
     "evaluation_false_wins": _evaluation_false_wins,
     "using_llms_length": lambda lm: ch.stopped_for_length(_served()),
     "using_llms_short": lambda lm: ch.short_stop(_served()),
+    "ml_to_llm_overfit": _ml_overfit,
+    "genai_landscape_quiz": _landscape_quiz,
     "attention_previous_head": _attention_previous,
     "attention_focused_head": _attention_focused,
     "encoders_meaning_search": _encoders_search,

@@ -235,6 +235,42 @@ def b_beats_a(lm: LanguageModel, text_a: str, text_b: str, score_a: scoring.Text
     return Check(b.perplexity < a.perplexity, f"Perplexity of A {a.perplexity:,.2f}, of B {b.perplexity:,.2f}.")
 
 
+# ------------------------------------------------------------------------------------------------ ML basics
+#: :func:`regression_overfit`: how many times the training error the error on new points must reach, and the least
+#: noise (without noise the curve is fitted exactly and both errors are near zero).
+OVERFIT_RATIO = 2.0
+OVERFIT_MIN_NOISE = 0.1
+
+
+def regression_overfit(noise: float, degree: int, train_mse: float, test_mse: float) -> Check:
+    """The polynomial chases the noise: its error on new points is at least :data:`OVERFIT_RATIO` × its training error.
+
+    Args:
+        noise: The data's noise (the page's slider).
+        degree: The polynomial's degree.
+        train_mse: Mean squared error on the 30 training points.
+        test_mse: Mean squared error on 200 new points from the same curve.
+    """
+    ratio = test_mse / train_mse if train_mse > 0 else float("inf")
+    done = noise >= OVERFIT_MIN_NOISE and ratio >= OVERFIT_RATIO
+    return Check(done, f"Noise {noise:g}, degree {degree}: training error {train_mse:.3f}, error on new points "
+                       f"{test_mse:.3f} ({ratio:.2f}× the training error).")
+
+
+# ------------------------------------------------------------------------------------------------ the map
+def quiz_all_right(chosen: Sequence[str | None], right: Sequence[str]) -> Check:
+    """Every question of the map's self-check answered, and answered right.
+
+    Args:
+        chosen: The option picked for each question (None: not answered yet).
+        right: The right option of each question, in the same order.
+    """
+    answered = sum(c is not None for c in chosen)
+    correct = sum(c is not None and c == r for c, r in zip(chosen, right))
+    return Check(answered == len(right) and correct == len(right),
+                 f"{correct} right of {answered} answered ({len(right)} questions).")
+
+
 # ------------------------------------------------------------------------------------------------ serving
 SHORT_REPLY_TOKENS = 6
 
@@ -580,6 +616,19 @@ CHALLENGES: dict[str, tuple[Challenge, ...]] = {
                   "Make **text B a false statement** that gets a **lower perplexity** than text A. Perplexity "
                   "measures predictability, not truth.",
                   "Perplexity(B) < perplexity(A). Whether B is false is for you to judge: the model cannot."),
+    ),
+    "ml_to_llm": (
+        Challenge("ml_to_llm_overfit", "ml_to_llm",
+                  f"In **Regression**, make the polynomial **overfit**: its error on new points at least "
+                  f"**{OVERFIT_RATIO:g}×** its error on the training points (with some noise in the data).",
+                  f"Noise ≥ {OVERFIT_MIN_NOISE:g} and MSE on the 200 new points ≥ {OVERFIT_RATIO:g} × MSE on the 30 "
+                  "training points, as the page's two metrics show."),
+    ),
+    "genai_landscape": (
+        Challenge("genai_landscape_quiz", "genai_landscape",
+                  "Answer every question of **Check yourself** right.",
+                  "Every question answered and every answer the right one (your answers stay in this tab, so a "
+                  "shared link does not carry them)."),
     ),
     "using_llms": (
         Challenge("using_llms_length", "using_llms",

@@ -367,7 +367,9 @@ class LanguageModel:
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
             self.fast_decoder()
 
-        thread = threading.Thread(target=build, name="llmx-fast-decoder", daemon=True)
+        # Not a daemon: at exit Python waits for it (seconds). A daemon thread still inside a torch kernel while the
+        # interpreter shuts down aborts the process ("terminate called without an active exception", exit 134).
+        thread = threading.Thread(target=build, name="llmx-fast-decoder", daemon=False)
         thread.start()
         return thread
 

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from components import caches
+from components.challenges import QUIZ_PREFIX
 from components.display import csv_download, illustration_note, show_chart, show_error
 from components.figures.bars import probability_bars
 from components.figures.maps import VIEWS, map_figure, modality_figure, modality_table, status_text
@@ -26,8 +27,6 @@ from engine.landscape import (
 )
 from engine.lm import InputError
 from engine.registry import ALLOWED_HUB_MODELS, hub_models_enabled
-
-QUIZ_PREFIX = "land_q_"
 
 ensure_frame()
 st.title("The generative-AI map")

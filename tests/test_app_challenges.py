@@ -196,3 +196,37 @@ def test_rlhf_challenge_reads_the_sessions_dpo_run(real_lm):
     expected = ch.dpo_gentle(run.history)
     assert _box(at)[1] == [expected.done] and expected.done  # measured: +8.6 nats, KL 0.05
     assert f"{run.history[-1].kl:.4f}" in _box(at)[2][0].replace("\\", "")  # the caption is Markdown-escaped
+
+
+def test_ml_overfit_challenge_reads_the_pages_regression_metrics():
+    from engine import challenges as ch
+    from engine.ml_basics import regression_demo
+
+    default = app_page("ml_to_llm", timeout=TIMEOUT)
+    assert_no_exception(default)
+    _, _, fit, test_mse = regression_demo(30, 0.3, 3, 0)
+    assert _box(default)[1] == [False] and not ch.regression_overfit(0.3, 3, fit.mse, test_mse).done
+    at = app_page("ml_to_llm", query={"ml_noise": "0.5", "ml_degree": "12"}, timeout=TIMEOUT)
+    _, _, fit, test_mse = regression_demo(30, 0.5, 12, 0)
+    assert test_mse >= 2 * fit.mse  # computed: 2.35x
+    assert _box(at)[1] == [True]
+    assert f"{test_mse:.3f}" in _box(at)[2][0].replace("\\", "")  # the caption is Markdown-escaped
+    # The page's own metric shows the same held-out error the check read.
+    assert any(m.value == f"{test_mse:.3f}" for m in at.metric)
+
+
+def test_map_quiz_challenge_is_done_only_when_every_answer_is_right(real_lm):
+    from components.challenges import QUIZ_PREFIX
+    from engine.landscape import QUIZ
+
+    vocab = f"{real_lm.vocab_size:,}"
+    right = {QUIZ_PREFIX + q.key: q.options[q.answer].format(vocab=vocab) for q in QUIZ}
+    at = _page_with_state("genai_landscape", right)
+    assert_no_exception(at)
+    assert _box(at)[:2] == ("Try it: all 1 done", [True])
+    assert any("All correct" in m.value for m in at.markdown)  # the page's own score agrees
+    wrong = dict(right)
+    first = QUIZ[0]
+    wrong[QUIZ_PREFIX + first.key] = next(o for i, o in enumerate(first.options) if i != first.answer).format(vocab=vocab)
+    at = _page_with_state("genai_landscape", wrong)
+    assert _box(at)[1] == [False] and f"{len(QUIZ) - 1} right of {len(QUIZ)}" in _box(at)[2][0].replace("\\", "")

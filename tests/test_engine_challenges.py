@@ -197,3 +197,16 @@ def test_overfit_on_purpose(real_lm):
     assert over.done and "at step 10" in over.measured
     assert not ch.overfit_on_purpose(run.val_points[:5]).done  # stopped at step 20: only ~5 % above the lowest
     assert not ch.overfit_on_purpose(run.val_points[:1]).done  # no curve
+
+
+def test_regression_overfit_and_quiz_checks():
+    from engine.ml_basics import regression_demo
+
+    _, _, fit, test_mse = regression_demo(30, 0.5, 12, 0)
+    assert ch.regression_overfit(0.5, 12, fit.mse, test_mse).done  # 2.35x the training error
+    _, _, fit, test_mse = regression_demo(30, 0.5, 3, 0)
+    assert not ch.regression_overfit(0.5, 3, fit.mse, test_mse).done  # 1.59x
+    assert not ch.regression_overfit(0.0, 12, 1e-9, 1.0).done  # no noise: nothing to overfit to
+    assert ch.quiz_all_right(["a", "b"], ["a", "b"]).done
+    assert not ch.quiz_all_right(["a", None], ["a", "b"]).done
+    assert not ch.quiz_all_right(["a", "c"], ["a", "b"]).measured.startswith("2")

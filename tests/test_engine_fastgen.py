@@ -123,3 +123,22 @@ def test_packing_in_row_chunks_equals_packing_at_once(monkeypatch):
     assert torch.equal(whole.packed, chunked.packed) and torch.equal(whole.scales_zeros, chunked.scales_zeros)
     x = torch.randn(2, 64)
     assert torch.equal(whole(x), chunked(x))
+
+
+def test_a_process_that_exits_while_the_4bit_copy_is_packed_exits_cleanly():
+    """The app starts packing the 4-bit copy in a background thread once the model is loaded. A process that ended right after the load
+    (a short test run, a server stopped at once) aborted with exit 134 ("terminate called without an active
+    exception"): the thread was a daemon, still inside a torch kernel while the interpreter shut down."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("from engine.loader import LOADS\n"
+            "lm = LOADS.start(None).model()\n"
+            "lm.prepare_fast_decoder()  # as the app does once the model is loaded (components/model.py)\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-800:]
+    assert "terminate called" not in out.stderr
