@@ -142,3 +142,32 @@ def test_a_process_that_exits_while_the_4bit_copy_is_packed_exits_cleanly():
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-800:]
     assert "terminate called" not in out.stderr
+
+
+def test_a_decode_in_a_script_thread_is_identical_and_leaves_its_thread_count(real_lm):
+    """Streamlit runs scripts in their own threads, where each decode step uses one intra-op thread
+    (:func:`engine.lm.decode_step_threads`): the tokens must equal the main thread's, and the thread's setting must
+    come back afterwards."""
+    import threading
+
+    import torch
+
+    if real_lm.fast_decoder() is None:
+        pytest.skip("no 4-bit decoder on this PyTorch build")
+    ids = real_lm.encode("Once upon a time, in a small village by the sea,")
+    main = [s.token_id for s in real_lm.generate_stream(ids, 40, fast=True)]
+    seen: list = []
+
+    def worker():
+        before = torch.get_num_threads()
+        steps = real_lm.generate_stream(ids, 40, fast=True)
+        first = next(steps)
+        inside = torch.get_num_threads()  # between steps: the setting is back
+        seen.append(([first.token_id] + [s.token_id for s in steps], before, inside, torch.get_num_threads()))
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join(120)
+    tokens, before, inside, after = seen[0]
+    assert tokens == main
+    assert before == inside == after
