@@ -475,6 +475,11 @@ def diffusion_model(name: str, source: str, points: tuple[tuple[float, float], .
     return job.result if job is not None and job.done else None
 
 
+def diffusion_ready_sources(name: str) -> list[str]:
+    """The :data:`DIFFUSION_SOURCES` that have a model for ``name`` now (the page's picker offers these)."""
+    return [s for s in DIFFUSION_SOURCES if diffusion_model(name, s) is not None]
+
+
 @st.cache_resource(show_spinner="Generating…", max_entries=32)
 def diffusion_samples(name: str, source: str, seeds: tuple[int, ...], digit: int | None, guidance: float,
                       points: tuple[tuple[float, float], ...] = ()):

@@ -219,7 +219,7 @@ def _diffusion_reading(lm: LanguageModel):
     """The page's section-5 reading of its generated digits (its own cached call) and its guidance strength."""
     if "diff_w" not in st.session_state:
         raise _Missing
-    choices = [s for s in caches.DIFFUSION_SOURCES if caches.diffusion_model("digits", s) is not None]
+    choices = caches.diffusion_ready_sources("digits")  # as the page's picker
     if not choices:
         raise ValueError("No diffusion model is ready yet: train one on the page first.")
     source = st.session_state.get("diff_model")
@@ -238,19 +238,23 @@ def _diffusion_weak(lm: LanguageModel) -> ch.Check:
     return ch.weak_guidance_digit(reading, int(_value("diff_digit", 3)), guidance)
 
 
+def _finished(run, what: str, steps: int):
+    """``run`` (a :class:`engine.training.QueuedRun` the page keeps) once it finished, having taken ``steps`` steps."""
+    if not run.finished:
+        raise ValueError(f"Your {what} is still running: wait for it to finish.")
+    if run.status == "failed":
+        raise ValueError(f"Your {what} failed: {run.error}")
+    if steps < 1:
+        raise ValueError(f"Your {what} stopped before its first step: run it again.")
+    return run
+
+
 def _fine_tune(lm: LanguageModel):
-    """This session's finished fine-tune (the one the page keeps in its state), or why there is none to check."""
+    """This session's finished fine-tune (the run the page keeps in its state), or why there is none to check."""
     held = st.session_state.get(FT_STATE)
     if held is None or held.model_key != lm.key:
         raise ValueError("Run a fine-tune first.")
-    run = held.run
-    if not run.finished:
-        raise ValueError("Your fine-tune is still running: wait for it to finish.")
-    if run.status == "failed":
-        raise ValueError(f"Your fine-tune failed: {run.error}")
-    if not run.train_losses:
-        raise ValueError("Your fine-tune stopped before its first step: run it again.")
-    return held
+    return _finished(held.run, "fine-tune", len(held.run.train_losses))
 
 
 def _dpo_history(lm: LanguageModel):
@@ -259,13 +263,7 @@ def _dpo_history(lm: LanguageModel):
     if held is None or held[0] != lm.key:
         raise ValueError("Run DPO first (section 3).")
     run = held[1]
-    if not run.finished:
-        raise ValueError("Your DPO run is still going: wait for it to finish.")
-    if run.status == "failed":
-        raise ValueError(f"Your DPO run failed: {run.error}")
-    if len(run.history) < 2:
-        raise ValueError("Your DPO run stopped before its first step: run it again.")
-    return run.history
+    return _finished(run, "DPO run", len(run.history) - 1).history  # history[0] is before training
 
 
 def _ml_overfit(lm: LanguageModel) -> ch.Check:
@@ -308,7 +306,7 @@ CHECKS: dict[str, Callable[[LanguageModel], ch.Check]] = {
     "summarization_beats_lead": _summarization_beats_lead,
     "diffusion_label_ignored": _diffusion_ignored,
     "diffusion_weak_guidance": _diffusion_weak,
-    "fine_tuning_overfit": lambda lm: ch.overfit_on_purpose(_fine_tune(lm).run.val_points),
+    "fine_tuning_overfit": lambda lm: ch.overfit_on_purpose(_fine_tune(lm).val_points),
     "rlhf_dpo_gentle": lambda lm: ch.dpo_gentle(_dpo_history(lm)),
 }
 

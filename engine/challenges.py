@@ -460,14 +460,16 @@ def overfit_on_purpose(val_points: Sequence[tuple[int, float]]) -> Check:
         val_points: ``(step, validation loss)`` of a finished run (:attr:`engine.training.DatasetRun.val_points`),
             step 0 being before training.
     """
-    if len(val_points) < 2:
+    from engine.training import overfitting
+
+    curve = overfitting(val_points)  # the page's own reading of the curve: best and last points
+    if curve is None:
         return Check(False, "This run has no validation curve (too few examples, or it stopped at once): use data "
                             "with a validation split.")
-    best_step, best = min(val_points, key=lambda p: p[1])
-    last_step, last = val_points[-1]
+    best, last = curve.best_loss, curve.last_loss
     rise = last / best - 1 if best > 0 else 0.0
-    return Check(rise >= OVERFIT_RISE - 1e-9, f"Validation loss lowest {best:.3f} at step {best_step}, {last:.3f} at "
-                 f"the last step ({last_step}): {rise:+.0%} from its lowest.")
+    return Check(rise >= OVERFIT_RISE - 1e-9, f"Validation loss lowest {best:.3f} at step {curve.best_step}, "
+                 f"{last:.3f} at the last step ({curve.last_step}): {rise:+.0%} from its lowest.")
 
 
 # ------------------------------------------------------------------------------------------------ rlhf

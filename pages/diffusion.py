@@ -114,7 +114,7 @@ if not parts:
     end_page()  # no model at all: the failure is shown above
 st.caption("Mean loss per 50 steps: " + "; ".join(parts) + f". The network has "
            f"{(shipped or trained).parameter_count:,} weights.")
-choices = [s for s in caches.DIFFUSION_SOURCES if caches.diffusion_model("digits", s) is not None]
+choices = caches.diffusion_ready_sources("digits")
 source = st.segmented_control("Model used below", choices, default=choices[0], format_func=SOURCE_LABELS.get,
                               key="diff_model", bind="query-params") or choices[0]
 
