@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from engine import threads
+
 #: Diffusion steps. 100 (not the paper's 1,000) keeps sampling to a fraction of a second; the linear schedule is
 #: rescaled so the last step is still almost pure noise (√ᾱ_T ≈ 0.006).
 STEPS = 100
@@ -47,12 +49,8 @@ def one_thread():
     These networks are tiny: measured here, 100 guided samples took 0.8 s of CPU on one thread and 17 s of CPU on
     two (the threads spend their time waiting on each other), and two requests can then use both cores side by side.
     """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with threads.intra_op_threads(1):  # not torch.set_num_threads: that would leak into threads started meanwhile
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # ------------------------------------------------------------------------------------------------ noise schedule

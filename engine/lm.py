@@ -20,7 +20,7 @@ from functools import lru_cache
 
 import torch
 
-from engine import sampling
+from engine import sampling, threads
 from engine.registry import ModelSpec
 
 #: Default cap on the tokens a page sends through the model at once (bounded run time on 2 cores).
@@ -161,12 +161,8 @@ def decode_step_threads() -> Iterator[None]:
     if threading.current_thread() is threading.main_thread():
         yield
         return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # OpenMP's thread count is per calling thread: other threads keep theirs
-    try:
+    with threads.intra_op_threads(1):  # this thread only: torch.set_num_threads would leak into new threads
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @lru_cache(maxsize=1)

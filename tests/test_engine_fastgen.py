@@ -171,3 +171,45 @@ def test_a_decode_in_a_script_thread_is_identical_and_leaves_its_thread_count(re
     tokens, before, inside, after = seen[0]
     assert tokens == main
     assert before == inside == after
+
+
+@pytest.mark.parametrize("scope", ["decode_step_threads", "diffusion_one_thread"])
+def test_a_one_thread_scope_does_not_leak_into_threads_started_meanwhile(scope):
+    """Regression (CI, stop 26): ``torch.set_num_threads(1)`` held by one script thread became the setting of any
+    thread started in that moment (torch copies a process-wide default into each new thread), so another session's
+    fine-tune ran on one thread and its loss read 0.509 instead of 0.508. The scope must change the calling thread
+    only."""
+    import threading
+
+    import torch
+
+    from engine import diffusion, lm, threads
+
+    if not threads.available():
+        pytest.skip("no OpenMP runtime found for per-thread settings")
+    enter = {"decode_step_threads": lm.decode_step_threads, "diffusion_one_thread": diffusion.one_thread}[scope]
+    process = torch.get_num_threads()
+    if process < 2:
+        pytest.skip("one core: nothing to leak")
+    inside, holding, release = {}, threading.Event(), threading.Event()
+
+    def holder():
+        torch.ones(4).sum()  # this thread's torch setup has happened, like a script thread's prompt pass
+        with enter():
+            inside["holder"] = torch.get_num_threads()
+            holding.set()
+            release.wait(30)
+        inside["holder_after"] = torch.get_num_threads()
+
+    def newcomer():
+        holding.wait(30)
+        inside["newcomer"] = torch.get_num_threads()
+        release.set()
+
+    threads_ = [threading.Thread(target=holder), threading.Thread(target=newcomer)]
+    for t in threads_:
+        t.start()
+    for t in threads_:
+        t.join(60)
+    assert inside == {"holder": 1, "newcomer": process, "holder_after": process}
+    assert torch.get_num_threads() == process

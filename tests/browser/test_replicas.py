@@ -72,7 +72,10 @@ def test_sessions_spread_over_replicas_stay_on_theirs_and_keep_url_state(browser
         first = sessions[0].page
         # The session moves between pages and reloads: same replica every time, prompt kept from the URL.
         first.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Next-token prediction").click()
-        first.get_by_text("Next-token prediction").first.wait_for(timeout=60_000)
+        # The new page writes the carried prompt into its URL when its run draws the box: wait for that, not for
+        # the sidebar's own "Next-token prediction" link (it is there at once; a reload before the run lost the
+        # prompt, which is the race CI hit).
+        first.wait_for_url(re.compile(r"/next_token\?(.*&)?prompt="), timeout=60_000)
         first.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
         assert _replica(first) == names[0]
         first.reload()
