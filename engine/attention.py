@@ -143,6 +143,24 @@ def entropy_bits_rows(weights: torch.Tensor) -> torch.Tensor:
     return (-plogp.sum(-1)).float()
 
 
+def previous_token_weight(attentions: torch.Tensor, start: int = 1) -> torch.Tensor:
+    """Mean weight each query position from ``start`` on puts on the token just before it.
+
+    Args:
+        attentions: ``[..., T, T]`` weights (rows = queries), e.g. one head's ``[T, T]`` or all heads' ``[L, H, T, T]``.
+        start: First query position counted (≥ 1). The challenges use 2: the token before position 1 is the first
+            token, where idle heads park their weight (the attention sink).
+
+    Returns:
+        ``[...]`` float32 means (0 when no position is left).
+    """
+    T = attentions.shape[-1]
+    if T <= start:
+        return torch.zeros(attentions.shape[:-2])
+    idx = torch.arange(start, T)
+    return attentions.double()[..., idx, idx - 1].mean(-1).float()  # the diagonal just below the main one
+
+
 def head_metric(attentions: torch.Tensor, metric: str) -> torch.Tensor:
     """Summarise every head with one number for the overview grid.
 
@@ -160,10 +178,7 @@ def head_metric(attentions: torch.Tensor, metric: str) -> torch.Tensor:
         rows = a[:, :, 1:, 0] if T > 1 else a[:, :, :, 0]  # [L, H, T-1]
         return rows.mean(-1).float()
     if metric == "previous":
-        if T == 1:
-            return torch.zeros(L, H)
-        idx = torch.arange(1, T)
-        return a[:, :, idx, idx - 1].mean(-1).float()  # diagonal just below the main one
+        return previous_token_weight(attentions, start=1)  # [L, H]
     if metric == "self":
         return torch.diagonal(a, dim1=-2, dim2=-1).mean(-1).float()  # [L, H]
     if metric == "entropy":

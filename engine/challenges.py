@@ -304,19 +304,6 @@ def _head(lm: LanguageModel, text: str, layer: int, head: int, weights: torch.Te
     return weights, list(tokens)
 
 
-def previous_token_share(weights: torch.Tensor) -> float:
-    """Mean weight each position from 2 on puts on the token just before it (``weights`` ``[T, T]``, rows = queries).
-
-    Position 1 is left out: the token before it is the first token, where idle heads park their weight (the attention
-    sink), so it would count sink heads as previous-token heads. 0 with fewer than 3 tokens.
-    """
-    T = weights.shape[0]
-    if T < 3:
-        return 0.0
-    idx = torch.arange(2, T)
-    return float(weights.double()[idx, idx - 1].mean())
-
-
 def previous_token_head(lm: LanguageModel, text: str, layer: int, head: int, weights: torch.Tensor | None = None,
                         tokens: Sequence[str] | None = None) -> Check:
     """In one head, positions 2 onward put on average more than :data:`PREV_HEAD_SHARE` of their attention on the
@@ -335,7 +322,7 @@ def previous_token_head(lm: LanguageModel, text: str, layer: int, head: int, wei
     if T < PREV_HEAD_MIN_TOKENS:
         return Check(False, f"The prompt has {T} token{'s' if T != 1 else ''}: write one of at least "
                             f"{PREV_HEAD_MIN_TOKENS}.")
-    share = previous_token_share(weights)
+    share = float(attn.previous_token_weight(weights, start=2))  # position 1's previous token is the sink
     return Check(share > PREV_HEAD_SHARE, f"Layer {layer}, head {head}: on average {share:.0%} of each token's "
                  f"attention goes to the token just before it (positions 2 to {T - 1}).")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from engine import attention as attn
 from engine import challenges as ch
 from engine import serving
 from engine.lm import InputError
@@ -109,7 +110,9 @@ def test_attention_head_checks(real_lm):
     assert not short.done and "at least 5" in short.measured  # position 1's previous token is the sink: too few left
     # The share is the mean of the diagonal just below the main one, from position 2 on.
     w = torch.tensor([[1.0, 0, 0, 0], [0.5, 0.5, 0, 0], [0.1, 0.8, 0.1, 0], [0.6, 0.1, 0.1, 0.2]])
-    assert ch.previous_token_share(w) == pytest.approx((0.8 + 0.1) / 2)
+    assert float(attn.previous_token_weight(w, start=2)) == pytest.approx((0.8 + 0.1) / 2)
+    assert float(attn.previous_token_weight(w)) == pytest.approx((0.5 + 0.8 + 0.1) / 3)  # the grid's average
+    assert float(attn.head_metric(w[None, None], "previous")[0, 0]) == pytest.approx((0.5 + 0.8 + 0.1) / 3)
     focus = ch.focused_head(real_lm, prompt, 23, 4)
     assert focus.done and "' France' (position 3)" in focus.measured
     assert not ch.focused_head(real_lm, prompt, 2, 0).done  # its last token mostly parks on the first token
