@@ -152,11 +152,13 @@ class CallStats:
 def decode_step_threads() -> Iterator[None]:
     """One intra-op thread for a 4-bit decode step when the caller is not the main thread, restored afterwards.
 
-    A parallel region that a non-main thread starts costs OpenMP far more than one the main thread starts: measured
-    on 2 cores, the int4 kernel of a 1536×576 layer takes 35 µs on the main thread, 86–99 µs on any other thread with
-    two intra-op threads and 59 µs with one. Streamlit runs every script in its own thread, so a page's decode ran at
-    52 tokens/s where the main thread runs 115; with one thread per step it runs 82. The outputs are bit-identical
-    (the tests compare them). The prompt pass keeps both threads: it is a large product that gains from them.
+    Streamlit runs every script in its own thread, and each thread that runs torch on two intra-op threads keeps its
+    own OpenMP pool. As soon as libgomp manages more threads than there are cores, it stops spin-waiting between
+    parallel regions, and the int4 kernel of a 1536×576 layer goes from 35 µs to 86–99 µs. Measured on 2 cores: a
+    decode in a worker thread runs at 101–106 tokens/s while no other thread holds a pool, and at 39–45 once one does
+    (an idle pool is enough); on one intra-op thread it runs at 75–80 whatever else runs. The outputs are
+    bit-identical (the tests compare them). The prompt pass keeps both threads: it is a large product that gains
+    from them. The setting is for this thread only (:mod:`engine.threads`).
     """
     if threading.current_thread() is threading.main_thread():
         yield
