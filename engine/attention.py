@@ -172,13 +172,13 @@ def head_metric(attentions: torch.Tensor, metric: str) -> torch.Tensor:
         ``[L, H]`` averages over query positions. Position 0 is left out of the "first" and "previous" averages
         (it can only attend to itself, so it would say nothing about the head); with a 1-token text they are 0/1.
     """
-    L, H, T, _ = attentions.shape
+    if metric == "previous":
+        return previous_token_weight(attentions, start=1)  # [L, H]; it makes its own float64 view
+    T = attentions.shape[-1]
     a = attentions.double()
     if metric == "first":
         rows = a[:, :, 1:, 0] if T > 1 else a[:, :, :, 0]  # [L, H, T-1]
         return rows.mean(-1).float()
-    if metric == "previous":
-        return previous_token_weight(attentions, start=1)  # [L, H]
     if metric == "self":
         return torch.diagonal(a, dim1=-2, dim2=-1).mean(-1).float()  # [L, H]
     if metric == "entropy":

@@ -134,4 +134,3 @@ def test_a_failed_load_is_not_remembered_once_someone_tries_again():
     third = loads.retry()
     assert third.model(5) == "model"
     assert loads.retry() is third  # a finished load is kept: retry never reloads a working model
-
