@@ -20,7 +20,11 @@ from components.frame import (
     share_link_box,
 )
 from components.model import sidebar_model_card
+from engine.memory import tune_malloc
+from engine.threads import SCRIPT_THREADS, set_thread_intra_op
 
+set_thread_intra_op(SCRIPT_THREADS)  # one intra-op thread per script run: see engine.threads.SCRIPT_THREADS
+tune_malloc()  # once per process: glibc heaps shared by the script threads (engine/memory.py)
 timer = RunTimer()  # CPU per run, frame and page apart: printed with LLMX_PROFILE_RUNS=1 (scripts/bench.py reads it)
 
 # A presentation link opens with the sidebar folded away: less chrome on a projector.

@@ -29,7 +29,7 @@ from engine import prompting, scoring
 from engine import tokens as tok
 from engine import training as tr
 from engine.evaluation import TASK_TEMPLATE, greedy_generate
-from engine.generation import BatchSample, greedy_text, sample_continuations
+from engine.generation import BatchSample, Reply, greedy_reply, greedy_text, sample_continuations
 from engine.lm import MAX_INPUT_TOKENS, checked_ids
 from engine.logit_lens import LensResult, logit_lens
 from engine.predict import Distribution, NextTokenView, Probe, continuation_probs, distribution, probe
@@ -305,6 +305,14 @@ def label_scores(model_key: str, prompt: str, labels: tuple[str, ...]) -> list[p
 def greedy(model_key: str, prompt: str, max_new_tokens: int) -> str:
     """The model's greedy continuation of ``prompt`` (deterministic, so it can be cached and shared)."""
     return greedy_text(load_model(model_key), prompt_ids(model_key, prompt), max_new_tokens)
+
+
+@st.cache_resource(show_spinner="The model is writing…", max_entries=256)
+def reply(model_key: str, text: str, max_new_tokens: int) -> Reply:
+    """:func:`engine.generation.greedy_reply` to ``text``: the first token from the shared float32 logits (the ones
+    the page's distribution shows, so usually cached already), the rest from the fast 4-bit decoder."""
+    ids = prompt_ids(model_key, text)
+    return greedy_reply(load_model(model_key), ids, max_new_tokens, logits(model_key, ids))
 
 
 # --- pretraining, fine-tuning, evaluation ---

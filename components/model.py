@@ -63,7 +63,7 @@ def _ready(job: LoadJob) -> LanguageModel:
         # holding the GIL, which every session shares).
         gc.freeze()
         _frozen = True
-    # The 4-bit decoder for free-running generation, packed in the background once per model (low priority) instead
+    # The 4-bit decoder for free-running generation, packed in the background once per model instead
     # of on a learner's first Generate click; returns at once when it is built or being built.
     job.result.prepare_fast_decoder()
     return job.result

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -376,14 +375,17 @@ class LanguageModel:
         return self._fast or None
 
     def prepare_fast_decoder(self) -> threading.Thread | None:
-        """Build :meth:`fast_decoder` in a low-priority background thread (once), so no learner waits for it on
-        their first **Generate**. Returns the thread, or None when it is built (or being built) already."""
+        """Build :meth:`fast_decoder` in a background thread (once), so no learner waits for it on their first
+        **Generate**. Returns the thread, or None when it is built (or being built) already.
+
+        Normal priority: packing costs about 0.6 s of CPU. At nice 10 it starved behind the first visitors' page runs
+        for over 6 s when a server had just started, and their replies fell back to float32 meanwhile (the
+        Fine-tuning page's first run took 5.6 s instead of 1.5 s).
+        """
         if self._fast is not None or self._fast_lock.locked():
             return None
 
         def build() -> None:
-            with contextlib.suppress(OSError, AttributeError):  # Linux: a thread is a task with its own niceness
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
             self.fast_decoder()
 
         # Not a daemon: at exit Python waits for it (seconds). A daemon thread still inside a torch kernel while the
@@ -404,6 +406,7 @@ class LanguageModel:
         stop_at_eos: bool = True,
         fast: bool = False,
         weights: dict[str, torch.Tensor] | None = None,
+        first_logits: torch.Tensor | None = None,
     ) -> Iterator[GenStep]:
         """Generate token by token with a KV cache, yielding each step as soon as it is chosen.
 
@@ -419,6 +422,9 @@ class LanguageModel:
                 float32 model, so the text may differ after a few tokens. Falls back to float32 when unavailable.
             weights: Parameters substituted for this call only (a session's fine-tuned weights, see
                 :mod:`engine.training`); the shared modules are never changed.
+            first_logits: ``[V]`` float32 logits after ``ids`` that a page already shows as a distribution: the first
+                token is chosen from them instead of from the prompt pass, so with ``fast=True`` the reply's first
+                token still agrees with the distribution on screen (the rest is the 4-bit decoder's).
         """
         ids = [int(i) for i in ids]
         if not ids:
@@ -455,6 +461,8 @@ class LanguageModel:
                 logits = out.logits[0, -1].float()  # [V]
                 cache = out.cache
             self.stats.add(forwards=1, tokens=1)
+            if first_logits is not None and not produced:
+                logits = first_logits.float()  # [V] the page's own float32 numbers for the first pick
             probs = sampling.filtered_distribution(logits, temperature, top_k, top_p)
             token = int(torch.argmax(probs)) if temperature <= 0 else sampling.sample_token(probs, gen)
             produced.append(token)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 from collections.abc import Iterator
 from functools import lru_cache
 
@@ -65,3 +66,27 @@ def intra_op_threads(n: int) -> Iterator[None]:
         yield
     finally:
         lib.omp_set_num_threads(before)
+
+
+#: Intra-op threads for a page's own script run. One: on this project's 2-core machines a script's torch ops
+#: rarely have the cores to themselves (other sessions, a background training job, or the browser on a laptop that
+#: runs the app locally). libgomp then stops spin-waiting, and every parallel op of a two-thread run waits for the
+#: scheduler to wake its second thread. Measured (``make bench``, the browser on the same 2 cores, 10 pages each
+#: opened in a fresh tab, two runs each): the pages stopped running after 50.7 s in total with one thread per
+#: script against 61.2 s with two. Alone on an idle server, two threads would be ~13 % faster. ``LLMX_SCRIPT_THREADS``
+#: overrides it. Background jobs (training, packing) keep the process's default.
+SCRIPT_THREADS = max(1, int(os.environ.get("LLMX_SCRIPT_THREADS", "1") or 1))
+
+
+def set_thread_intra_op(n: int) -> None:
+    """Give the calling thread ``n`` intra-op threads from now on (other threads untouched; nothing restored).
+
+    For a thread that does one job and ends, such as a Streamlit script run: call it at the start of the run.
+    """
+    lib = _openmp()
+    if lib is None:
+        return
+    import torch
+
+    torch.get_num_threads()  # torch sets a thread's count on its first op: make that happen before ours, not after
+    lib.omp_set_num_threads(int(n))

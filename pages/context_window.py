@@ -227,8 +227,18 @@ pwin = w_col.select_slider("Window (tokens)", options=[16, 32, 64, 128], value=3
 stride = s_col.select_slider(
     "Stride (tokens)", options=[4, 8, 16, 32, 64, 128], value=8, key="cw_stride", bind="query-params"
 )
+scoring = st.toggle(
+    "Score the text three ways", key="cw_score", bind="query-params",
+    help="Runs the model over the text once per window: a few seconds for the example. The results are shared by "
+         "everyone using this server.",
+)
 if len(long_ids) < 2:
     empty_text_notice("a longer text")
+elif not scoring:
+    st.caption(
+        f"Turn on the scoring to run the {len(long_ids)} tokens through the model as chunks, with the sliding window "
+        "and whole."
+    )
 else:
     try:
         runs = caches.long_text_runs(key, long_ids, pwin, stride)

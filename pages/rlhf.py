@@ -151,15 +151,24 @@ if report is not None:
     r3.metric("Time (features + training)", f"{report.seconds:.1f} s")
     show_chart(reward_pairs_figure(report), key="rl_reward_pairs")
     right = sum(1 for row in report.test_rows if row[3] > row[4])
-    likelihoods = caches.pair_likelihoods(key, pair_rows(builtin.held_out))
-    likelier = sum(1 for lc, lr in likelihoods if lc > lr)
-    st.markdown(
-        f"On the {report.test_pairs} held-out pairs the reward model ranks **{right}** the right way round. The "
-        f"language model's own likelihood (how probable it finds each answer word for word, the last column below) "
-        f"prefers the chosen answer on **{likelier}**: a likelihood says what the model *would* write, a reward says "
-        "what raters *want*. Short answers get higher likelihoods simply because they have fewer tokens."
+    versus_lm = st.toggle(
+        "Compare with the language model's own likelihood", key="rl_likelihood", bind="query-params",
+        help=f"Scores the {2 * len(builtin.held_out)} held-out answers with the language model: about two seconds, "
+             "then shared by everyone using this server.",
     )
-    with st.expander("Every held-out pair, its rewards and its likelihoods", icon=":material/table:"):
+    likelihoods = caches.pair_likelihoods(key, pair_rows(builtin.held_out)) if versus_lm else None
+    verdict = f"On the {report.test_pairs} held-out pairs the reward model ranks **{right}** the right way round."
+    if likelihoods is not None:
+        likelier = sum(1 for lc, lr in likelihoods if lc > lr)
+        verdict += (
+            " The language model's own likelihood (how probable it finds each answer word for word, the last column "
+            f"below) prefers the chosen answer on **{likelier}**: a likelihood says what the model *would* write, a "
+            "reward says what raters *want*. Short answers get higher likelihoods simply because they have fewer "
+            "tokens."
+        )
+    st.markdown(verdict)
+    with st.expander("Every held-out pair, its rewards" + (" and its likelihoods" if likelihoods else ""),
+                     icon=":material/table:"):
         st.dataframe(reward_table(report, likelihoods), hide_index=True)
 
     st.markdown(

@@ -306,7 +306,8 @@ MAIN_ACTIONS = [
     ("temperature", {}, None),
     ("fine_tuning", {}, "ft_train"),
     ("pretraining", {}, None),
-    ("context_window", {}, None),
+    ("context_window", {"cw_score": True}, None),
+    ("rlhf", {"rl_likelihood": True}, "rl_run_dpo"),
     ("attention", {"at_gen": 12}, None),
     ("embeddings", {}, None),
 ]

@@ -14,6 +14,11 @@ Called by ``scripts/bench.py`` (``make bench``); every figure is measured in thi
   ``browser_filled_s_max``: until no element is a loading placeholder any more (a fresh browser fetches the chart
   library's code on its first chart). Before 2026-12-07 ``first_content`` also waited for that, so it read close to
   the settled time although the title and first paragraph were on screen after about 1.1-1.5 s.
+  ``settled`` ends with the server's own end-of-run message (before 2026-12-07: when no status widget showed, which
+  Streamlit draws only some hundred milliseconds into a run, so a long run could be timed as settled at once).
+  ``browser_cpu_s`` (per page): the CPU Chromium spent on that first visit, on the server's two cores.
+- ``server_page_run_s_max``: every page's first run on a fresh server from a websocket client (no browser drawing on
+  these cores): the whole page as a browser on another machine receives it (per page in ``server_page_runs``).
 - ``classroom60_p95_ms``: 60 sessions open the Next-token page's default example at the same second.
 - ``mixed_light_p95_ms``: 60 sessions at once, 10 of them generating while 50 move a view-only slider.
 - ``start_to_prediction_warm_s`` / ``start_to_prediction_cold_s``: a fresh server process to the home page's first
@@ -72,20 +77,73 @@ def _browser(p):
     return p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS, headless=True)
 
 
-def _wait_settled(page, timeout_s: float = 120) -> None:
-    page.wait_for_timeout(150)  # let a rerun start before asking whether it ended
+class RunWatcher:
+    """Counts the ends of script runs a page's websocket receives (``ForwardMsg.script_finished``).
+
+    Why: Streamlit shows its "Running…" status widget only some hundred milliseconds after a run starts, so "no
+    status widget" alone can read as settled while the page is still computing. Before 2026-12-07 the settled figure
+    waited 150 ms and then for the widget to be gone; a page whose run outlasted that but whose widget had not
+    appeared yet could be timed as settled at once (seen: the Context window page "settled" at 1.4 s while its run went
+    on to 9.5 s). A run's end is now the server's own message.
+    """
+
+    _RERUN = 2  # ForwardMsg.FINISHED_EARLY_FOR_RERUN: another run follows at once (e.g. the frame taking over a link)
+
+    def __init__(self, page) -> None:
+        self.finished = 0
+        page.on("websocket", lambda ws: ws.on("framereceived", self._frame))
+
+    def _frame(self, payload) -> None:
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        if isinstance(payload, str):
+            return
+        msg = ForwardMsg()
+        try:
+            msg.ParseFromString(bytes(payload))
+        except Exception:  # noqa: BLE001 - not a ForwardMsg: not ours to count
+            return
+        if msg.WhichOneof("type") == "script_finished" and msg.script_finished != self._RERUN:
+            self.finished += 1
+
+
+def _watch(page) -> RunWatcher:
+    """A page's :class:`RunWatcher`, attached before its first navigation."""
+    watcher = getattr(page, "_llmx_runs", None)
+    if watcher is None:
+        watcher = RunWatcher(page)
+        page._llmx_runs = watcher
+    return watcher
+
+
+def _wait_settled(page, timeout_s: float = 120, since: int | None = None) -> None:
+    """Until a run that ended after ``since`` runs had ended (the server's message), then no status widget.
+
+    Without ``since`` (older callers): wait briefly for a run to start, then for the status widget to be gone.
+    """
+    if since is not None:
+        watcher = _watch(page)
+        page.wait_for_function("() => true")  # let Playwright dispatch pending websocket events
+        deadline = time.perf_counter() + timeout_s
+        while watcher.finished <= since:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"no script run ended within {timeout_s} s")
+            page.wait_for_timeout(20)
+    else:
+        page.wait_for_timeout(150)  # let a rerun start before asking whether it ended
     page.wait_for_function(_SETTLED_JS, timeout=timeout_s * 1000, polling=50)
 
 
 def measure_page_generation(base: str, browser) -> dict:
     """Generate 120 tokens on the Next-token page as a learner does; the page's own figures and the wall clock."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    _watch(page)
     out: dict = {}
     try:
         page.goto(f"{base}/next_token?{urlencode({'nt_len': 120, 'nt_temp': 0.0, 'prompt': GEN_PROMPT})}",
                   wait_until="domcontentloaded")
         page.get_by_role("button", name="Generate").wait_for(timeout=180_000)
-        _wait_settled(page)
+        _wait_settled(page, since=0)
         button = page.get_by_role("button", name="Generate")
         cpu0 = _browser_cpu_s()
         t_click = time.perf_counter()
@@ -149,12 +207,14 @@ def measure_remote_generation(base: str, runs: int = 3) -> dict:
 def measure_chat_turn(base: str, browser) -> dict:
     """One chat turn on the Prompts page: time to the first reply text and reply tokens per second on screen."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    runs = _watch(page)
     try:
         page.goto(f"{base}/prompts", wait_until="domcontentloaded")
         box = page.locator('[data-testid="stChatInput"] textarea').first
         box.wait_for(timeout=180_000)
-        _wait_settled(page)
+        _wait_settled(page, since=0)
         before = page.locator('[data-testid="stChatMessage"]').count()
+        done = runs.finished
         t0 = time.perf_counter()
         box.fill("Explain in two sentences what a language model does.")
         box.press("Enter")
@@ -165,7 +225,7 @@ def measure_chat_turn(base: str, browser) -> dict:
             "return m.length > n && m[n].innerText.trim().length > 0; }", arg=before + 1, timeout=120_000,
             polling="raf")
         t_first = time.perf_counter()
-        _wait_settled(page, 180)
+        _wait_settled(page, 180, since=done)
         t_done = time.perf_counter()
         return {"chat_first_token_ms": (t_first - t0) * 1000, "chat_turn_s": t_done - t0}
     except Exception as exc:  # noqa: BLE001 - a figure that could not be taken is reported, not fatal
@@ -180,30 +240,37 @@ def measure_page_visits(base: str, browser, stems: list[str]) -> dict:
     for stem in stems:
         ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
         page = ctx.new_page()
+        runs = _watch(page)
         figures: dict = {}
         try:
+            cpu0 = _browser_cpu_s()
             t0 = time.perf_counter()
             page.goto(f"{base}/{'' if stem == 'home' else stem}", wait_until="commit")
             page.wait_for_function(_CONTENT_JS, timeout=300_000, polling=50)
             figures["first_content_s"] = time.perf_counter() - t0
             page.wait_for_function(_FILLED_JS, timeout=300_000, polling=50)
             figures["filled_s"] = time.perf_counter() - t0
-            _wait_settled(page, 300)
+            _wait_settled(page, 300, since=0)
             figures["settled_s"] = time.perf_counter() - t0
+            # Chromium shares the server's two cores here: what it spent on this first visit (a fresh browser also
+            # loads and compiles the app's code, then draws every chart).
+            figures["browser_cpu_s"] = _browser_cpu_s() - cpu0
             # Revisit: another page, then this one again through the sidebar (same session, caches warm).
             other = "home" if stem != "home" else "tokenization"
+            done = runs.finished
             page.goto(f"{base}/{'' if other == 'home' else other}", wait_until="commit")
             page.wait_for_function(_CONTENT_JS, timeout=300_000, polling=50)
-            _wait_settled(page, 300)
+            _wait_settled(page, 300, since=done)
             link = page.locator(f'[data-testid="stSidebarNav"] a[href$="/{"" if stem == "home" else stem}"]').first
             if link.count() == 0 or not link.is_visible():
                 more = page.get_by_text(re.compile(r"View \d+ more"))
                 if more.count():
                     more.first.click()
+            done = runs.finished
             t1 = time.perf_counter()
             link.click()
             page.wait_for_function(_CONTENT_JS, timeout=300_000, polling=50)
-            _wait_settled(page, 300)
+            _wait_settled(page, 300, since=done)
             figures["revisit_s"] = time.perf_counter() - t1
         except Exception as exc:  # noqa: BLE001
             figures["error"] = f"{type(exc).__name__}: {exc}"[:200]
@@ -222,6 +289,17 @@ def measure_page_visits(base: str, browser, stems: list[str]) -> dict:
         "browser_revisit_s_max": worst("revisit_s"),
         "browser_pages": per_page,
     }
+
+
+def measure_server_page_runs(base: str, stems: list[str]) -> dict:
+    """Every page's first run on a fresh server, from a websocket client (no browser drawing on these cores): the
+    whole page as the server delivers it to a browser on another machine, e.g. a classroom's."""
+    per_page = {}
+    for stem in stems:
+        result = run_many_sync(base, ["" if stem == "home" else stem], timeout=300)[0]
+        per_page[stem] = result.seconds if result.ok else None
+    values = [v for v in per_page.values() if v is not None]
+    return {"server_page_run_s_max": max(values) if values else None, "server_page_runs": per_page}
 
 
 def measure_classroom(base: str, sessions: int = 60) -> dict:
@@ -291,6 +369,12 @@ def measure_all(stems: list[str]) -> dict:
             proc, base = start_server()
             try:
                 run_many_sync(base, [""], timeout=300)  # the model load is not part of the page figures
+                results.update(measure_server_page_runs(base, stems))
+            finally:
+                stop_server(proc)
+            proc, base = start_server()  # fresh caches again: the browser's first visits compute everything too
+            try:
+                run_many_sync(base, [""], timeout=300)
                 results.update(measure_page_visits(base, browser, stems))
                 results.update(measure_page_generation(base, browser))
                 results.update(measure_remote_generation(base))

@@ -13,7 +13,7 @@ from components.model import load_model
 from components.state import FT_STATE
 from engine import datasets as D
 from engine import training as tr
-from engine.evaluation import greedy_generate
+from engine.generation import greedy_reply
 from engine.training import TRAINING_QUEUE, weights_fingerprint
 from tests.conftest import app_page, assert_no_exception, html_text, metric_value
 
@@ -22,7 +22,8 @@ SLOW_RUN = 900  # seconds for a page run that trains or generates, on a loaded 2
 
 
 @pytest.fixture(scope="module")
-def page():
+def page(real_lm):
+    real_lm.fast_decoder()  # built (as it is in the background a few seconds after a start), so section 1 uses it
     return app_page("fine_tuning")
 
 
@@ -107,10 +108,12 @@ def test_second_session_waits_in_line_and_can_stop(real_lm):
 def test_chat_template_answers_and_raw_text_continues(page, real_lm):
     codes = [c.value for c in page.code]
     request = "Give me three tips for studying."
-    chat = greedy_generate(real_lm, request, 40, chat=True)
-    assert chat in codes  # the answer shown is the model's own greedy output
+    ids = real_lm.encode(real_lm.chat_prompt([{"role": "user", "content": request}]))
+    chat = greedy_reply(real_lm, ids, 40, real_lm.next_token_logits(ids))
+    assert chat.fast and chat.text in codes  # the answer shown is the model's own greedy output (fast mode)
     raw_shown = next(c for c in codes if c.startswith(request))
-    assert len(raw_shown) > len(request) + 20 and chat not in raw_shown  # raw text continues, differently
+    assert len(raw_shown) > len(request) + 20 and chat.text not in raw_shown  # raw text continues, differently
+    assert any("fast 4-bit mode" in c.value for c in page.caption)  # and the page says which path wrote them
     assert any("<|im_start|>assistant" in c for c in codes)  # the template is shown
     assert any("No base model runs here" in m.value for m in page.markdown)
 

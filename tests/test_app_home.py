@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from components.frame import PAGES
 from tests.conftest import app_page, assert_no_exception, chart_specs
 
@@ -161,3 +163,28 @@ def test_profile_runs_reports_frame_and_page_cpu(monkeypatch, capsys):
     assert figures["page"] == "home"
     frame, page, total = (float(figures[k]) for k in ("frame_ms", "page_ms", "total_ms"))
     assert frame > 0 and page > 0 and abs(frame + page - total) <= 0.2
+
+
+def test_a_page_run_uses_one_intra_op_thread_and_leaves_other_threads_alone(monkeypatch):
+    """Each script run sets its own thread's OpenMP count (engine.threads.SCRIPT_THREADS); the test process's main
+    thread, where background jobs and other sessions get their default, keeps its count."""
+    import torch
+
+    import components.frame as frame
+    from engine import threads
+
+    if not threads.available() or torch.get_num_threads() < 2:
+        pytest.skip("no per-thread OpenMP setting here, or one core")
+    seen = []
+    real_run_page = frame.run_page
+
+    def recording_run_page(page):
+        seen.append(torch.get_num_threads())  # inside the script run's own thread
+        return real_run_page(page)
+
+    monkeypatch.setattr(frame, "run_page", recording_run_page)
+    process = torch.get_num_threads()
+    at = app_page("home")
+    assert_no_exception(at)
+    assert seen and set(seen) == {threads.SCRIPT_THREADS} == {1}
+    assert torch.get_num_threads() == process

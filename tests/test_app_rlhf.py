@@ -113,3 +113,21 @@ def test_teacher_reset_clears_the_shared_set(page):
     assert_no_exception(page)
     assert store.counts()["total"] == 0
     assert _metric_int(page, "Votes on this server") == 0
+
+
+def test_the_lms_own_likelihoods_come_when_asked_and_match_the_engine(real_lm):
+    """The held-out pairs' likelihoods (24 answers through the language model, ~2 s) wait for their switch; then the
+    table's columns and the sentence's count are the engine's numbers."""
+    at = app_page("rlhf", timeout=900)
+    assert_no_exception(at)
+    rewards_only = next(d.value for d in at.dataframe if "r(chosen)" in d.value)
+    assert "log p(chosen) by the LM" not in rewards_only
+    assert not any("own likelihood" in m.value for m in at.markdown)
+    at.toggle(key="rl_likelihood").set_value(True).run(timeout=900)
+    assert_no_exception(at)
+    held_out = pref.builtin_set().held_out
+    expected = pref.pair_likelihoods(real_lm, held_out)
+    table = next(d.value for d in at.dataframe if "r(chosen)" in d.value)
+    assert table["log p(chosen) by the LM"].tolist() == pytest.approx([round(c, 1) for c, _ in expected], abs=0.11)
+    likelier = sum(1 for c, r in expected if c > r)
+    assert any(f"prefers the chosen answer on **{likelier}**" in m.value for m in at.markdown)

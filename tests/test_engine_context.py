@@ -102,3 +102,22 @@ def test_real_model_forgets_a_fact_outside_the_window(real_lm):
     cut = ctx.answer_probability(real_lm, ctx.apply_window(ids, 16).kept, " Ada")
     assert full > 0.1  # observed 0.29
     assert cut < 0.01  # observed 0.0002
+
+
+@pytest.mark.parametrize(("window", "stride"), [(32, 8), (32, 32), (16, 4)])
+def test_batched_windows_give_the_numbers_of_one_pass_per_window(real_lm, window, stride):
+    """The passes run in batches of equal-length windows; each token's score equals that of its own window run alone."""
+    ids = real_lm.encode(
+        "Maria opened a small bakery on the corner of Elm Street. Every morning, Maria baked bread, croissants and a "
+        "cinnamon cake that the whole street loved. Her brother Tom helped at the counter. Tom was shy, but he "
+        "remembered every customer's order. One winter the oven broke, and Maria called a repairman."
+    )
+    before = real_lm.stats.forward_calls
+    run = ctx.sliding_window_scores(real_lm, ids, window, stride)
+    assert real_lm.stats.forward_calls - before == run.forwards  # one pass per window, whether batched or not
+    for t, seen in zip(run.tokens, run.context):
+        p = t.position
+        alone = score_ids(real_lm, ids[p - seen : p + 1]).tokens[-1]  # the token's own window, one forward pass
+        assert t.token_id == alone.token_id == ids[p]
+        assert t.logprob == pytest.approx(alone.logprob, abs=2e-4)
+        assert abs(t.rank - alone.rank) <= (0 if alone.rank < 5 else 1)  # near-ties among low ranks may swap

@@ -236,3 +236,18 @@ def test_streamed_emoji_arrives_whole_once_its_last_byte_is_generated(real_lm):
     steps = list(real_lm.generate_stream(ids, 12))
     assert all("\ufffd" not in s.text for s in steps)
     assert "".join(s.text for s in steps) == real_lm.decode([s.token_id for s in steps], skip_special_tokens=True)
+
+
+def test_malloc_settings_are_taken_once_and_change_no_number(tiny_lm):
+    """engine.memory.tune_malloc: glibc accepts every setting (on Linux) and results are bit-identical afterwards."""
+    import sys
+
+    from engine import memory
+
+    ids = tiny_lm.encode("The quick brown fox")
+    before = tiny_lm.forward(ids).logits
+    ok = memory.tune_malloc()
+    if sys.platform.startswith("linux"):
+        assert ok
+    assert memory.tune_malloc() == ok  # idempotent
+    assert torch.equal(tiny_lm.forward(ids).logits, before)

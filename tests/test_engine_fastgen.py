@@ -213,3 +213,34 @@ def test_a_one_thread_scope_does_not_leak_into_threads_started_meanwhile(scope):
         t.join(60)
     assert inside == {"holder": 1, "newcomer": process, "holder_after": process}
     assert torch.get_num_threads() == process
+
+
+def test_first_logits_choose_the_first_token_and_the_cache_continues_from_it(tiny_lm):
+    """``first_logits`` (a page's float32 distribution) decides the first pick; later steps continue from that token."""
+    ids = tiny_lm.encode("The quick brown fox jumps")
+    own_first = next(tiny_lm.generate_stream(ids, 1)).token_id
+    forced = (own_first + 7) % tiny_lm.info.vocab_size  # a token the model itself would not pick first
+    first_logits = torch.zeros(tiny_lm.info.vocab_size)
+    first_logits[forced] = 5.0
+    steps = list(tiny_lm.generate_stream(ids, 5, stop_at_eos=False, first_logits=first_logits))
+    rest = list(tiny_lm.generate_stream([*ids, forced], 4, stop_at_eos=False))
+    assert steps[0].token_id == forced
+    assert [s.token_id for s in steps[1:]] == [s.token_id for s in rest]
+
+
+@needs_int4
+def test_greedy_reply_starts_with_the_float32_top_token_then_runs_fast(real_lm):
+    """The reply a page shows next to a float32 distribution begins with that distribution's top token."""
+    from engine.generation import greedy_reply
+
+    real_lm.fast_decoder()
+    for text in ("The capital of France is", "<|im_start|>user\nSay hello to my class.<|im_end|>\n<|im_start|>assistant\n"):
+        ids = real_lm.encode(text)
+        logits = real_lm.next_token_logits(ids)
+        reply = greedy_reply(real_lm, ids, 8, logits)
+        assert reply.token_ids[0] == int(torch.argmax(logits))
+        assert reply.fast and 1 < len(reply.token_ids) <= 8
+        assert reply.text == real_lm.decode(list(reply.token_ids), skip_special_tokens=True)
+    with real_lm._fast_lock:  # while the 4-bit copy is still being packed: float32 throughout, and labelled so
+        slow = greedy_reply(real_lm, ids, 8, logits)
+    assert not slow.fast and slow.token_ids[0] == reply.token_ids[0]

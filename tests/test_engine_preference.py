@@ -221,6 +221,8 @@ def test_figures_carry_the_computed_values():
     assert table["log p(rejected) by the LM"].tolist() == [-5.0, -1.0]
     assert list(table["right?"]) == ["✓", "✗"]
     assert table["p(chosen preferred)"].tolist() == pytest.approx([0.881, 0.269])
+    rewards_only = figs.reward_table(report)  # the page before the learner asks for the LM's likelihoods
+    assert "log p(chosen) by the LM" not in rewards_only and rewards_only["right?"].tolist() == ["✓", "✗"]
     bars = figs.reward_pairs_figure(report)
     assert list(bars.data[0].x) == [1.0, -0.5] and list(bars.data[1].x) == [-1.0, 0.5]
     bon = pref.BestOfN(["a", "b"], [2.0, 1.0], [-4.0, -9.0], [2, 3])

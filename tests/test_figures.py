@@ -164,3 +164,21 @@ def test_every_builder_returns_a_figure():
     assert isinstance(bars.byte_length_figure({1: 3, 25: 2}), go.Figure)
     assert isinstance(bars.usage_gauge(10_000, 8192), go.Figure) and len(bars.usage_gauge(10_000, 8192).data) == 3
     assert isinstance(maps.modality_figure(), go.Figure) and isinstance(maps.hierarchy_figure(), go.Figure)
+
+
+def test_classifier_regions_hover_the_classifiers_own_probabilities_compactly():
+    """Each background cell's hover is p(class | x) there, as whole percents from the classifier; the chart stays
+    small for the browser (one hover string per cell made it 447 KB, the ML→LLM page's slowest part to load)."""
+    from engine import ml_basics as mb
+
+    X, y = mb.blobs(60, 0.9, 0)
+    clf = mb.fit_softmax_classifier(X, y, 3)
+    fig = scatter.classifier_figure(X, y, clf, (0.5, -0.5))
+    regions = fig.data[0]
+    xs, ys = np.asarray(regions.x), np.asarray(regions.y)
+    i, j = 17, 61  # any cell: row i (y), column j (x)
+    expected = np.rint(clf.predict_proba(np.array([[xs[j], ys[i]]]))[0] * 100).astype(int).tolist()
+    assert list(regions.customdata[i][j]) == expected and sum(expected) in (99, 100, 101)
+    assert np.asarray(regions.z)[i, j] == int(np.argmax(expected)) or sorted(expected)[-1] == sorted(expected)[-2]
+    assert all(f"{name}: %{{customdata[{k}]}}%" in regions.hovertemplate for k, name in enumerate(mb.CLASS_NAMES))
+    assert len(fig.to_json()) < 150_000

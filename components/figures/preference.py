@@ -58,17 +58,21 @@ def reward_pairs_figure(report: RewardReport) -> go.Figure:
     return fig
 
 
-def reward_table(report: RewardReport, likelihoods: Sequence[tuple[float, float]]) -> pd.DataFrame:
-    """The held-out pairs with both rewards, p(chosen preferred) and the language model's own log-likelihoods."""
+def reward_table(report: RewardReport, likelihoods: Sequence[tuple[float, float]] | None = None) -> pd.DataFrame:
+    """The held-out pairs with both rewards, p(chosen preferred) and, when given, the language model's own
+    log-likelihoods."""
     rows = []
-    for (prompt, chosen, rejected, rc, rr), (lc, lr) in zip(report.test_rows, likelihoods):
-        rows.append({
+    for i, (prompt, chosen, rejected, rc, rr) in enumerate(report.test_rows):
+        row = {
             "prompt": prompt, "chosen": chosen, "rejected": rejected,
             "r(chosen)": round(rc, 2), "r(rejected)": round(rr, 2),
             "p(chosen preferred)": round(sigmoid(rc - rr), 3),
             "right?": "✓" if rc > rr else "✗",
-            "log p(chosen) by the LM": round(lc, 1), "log p(rejected) by the LM": round(lr, 1),
-        })
+        }
+        if likelihoods is not None:
+            lc, lr = likelihoods[i]
+            row.update({"log p(chosen) by the LM": round(lc, 1), "log p(rejected) by the LM": round(lr, 1)})
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

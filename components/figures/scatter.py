@@ -91,10 +91,13 @@ def classifier_figure(X: np.ndarray, y: np.ndarray, clf: mb.SoftmaxClassifier, p
     fig = go.Figure()
     scale = [[0.0, CLASS_COLOURS[0]], [0.33, CLASS_COLOURS[0]], [0.34, CLASS_COLOURS[1]], [0.66, CLASS_COLOURS[1]],
              [0.67, CLASS_COLOURS[2]], [1.0, CLASS_COLOURS[2]]]
-    # Hover on the background shows p(class | x) at that spot; the boundaries are where the colour changes.
-    hover = np.array([" · ".join(f"{n}: {v:.0%}" for n, v in zip(mb.CLASS_NAMES, row)) for row in p])
+    # Hover on the background shows p(class | x) at that spot; the boundaries are where the colour changes. The
+    # probabilities travel as whole percents ([ny][nx][3] small integers, ~90 KB) and the hover template writes the
+    # text in the browser: one ready-made hover string per cell made this chart 447 KB, the browser's slowest to load.
+    percent = np.rint(p * 100).astype(int).reshape(len(ys), len(xs), len(mb.CLASS_NAMES)).tolist()
+    names = " · ".join(f"{n}: %{{customdata[{k}]}}%" for k, n in enumerate(mb.CLASS_NAMES))
     fig.add_heatmap(x=xs, y=ys, z=region, colorscale=scale, zmin=0, zmax=2, opacity=0.28, showscale=False,
-                    text=hover.reshape(len(ys), len(xs)), hovertemplate="(%{x:.1f}, %{y:.1f})<br>%{text}<extra></extra>",
+                    customdata=percent, hovertemplate=f"(%{{x:.1f}}, %{{y:.1f}})<br>{names}<extra></extra>",
                     name="decision regions")
     for k, name in enumerate(mb.CLASS_NAMES):
         pts_k = X[y == k]
