@@ -20,7 +20,7 @@ $(VENV)/.installed: $(BIN)/activate requirements.txt requirements-dev.txt
 setup: $(VENV)/.installed  ## virtual environment, pinned requirements, the embedded model
 
 run: setup  ## start the app on the embedded model (offline)
-	HF_HUB_OFFLINE=1 $(BIN)/streamlit run streamlit_app.py --server.port $(PORT)
+	HF_HUB_OFFLINE=1 $(BIN)/python scripts/serve.py --server.port $(PORT)
 
 browser-deps:  ## Debian's chromium for the browser tests (never a downloaded browser)
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)

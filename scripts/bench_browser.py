@@ -21,8 +21,10 @@ Called by ``scripts/bench.py`` (``make bench``); every figure is measured in thi
   these cores): the whole page as a browser on another machine receives it (per page in ``server_page_runs``).
 - ``classroom60_p95_ms``: 60 sessions open the Next-token page's default example at the same second.
 - ``mixed_light_p95_ms``: 60 sessions at once, 10 of them generating while 50 move a view-only slider.
-- ``start_to_prediction_warm_s`` / ``start_to_prediction_cold_s``: a fresh server process to the home page's first
-  live prediction in the browser, with the warm cache and with an empty one (first start).
+- ``start_to_prediction_warm_s`` / ``start_to_prediction_cold_s``: a fresh server process started as ``make run``
+  does (``scripts/serve.py``: the model loads from the process's start) to the home page's first live prediction in
+  the browser, with the warm cache and with an empty one (first start). Before 2026-12-07 plain ``streamlit run``,
+  where the first visit starts the load: ``start_to_prediction_warm_plain_s`` is that start, for comparison.
 """
 
 from __future__ import annotations
@@ -340,10 +342,11 @@ def measure_mixed_class(base: str, heavy: int = 10, light: int = 50) -> dict:
     }
 
 
-def measure_start_to_prediction(browser, cache_dir: str | None = None) -> float:
-    """Seconds from starting a fresh server process to the home page's first live prediction in the browser."""
+def measure_start_to_prediction(browser, cache_dir: str | None = None, preload: bool = True) -> float:
+    """Seconds from starting a fresh server process (as ``make run`` does, or plain ``streamlit run`` without
+    ``preload``) to the home page's first live prediction in the browser."""
     t0 = time.perf_counter()
-    proc, base = start_server(extra_env={"LLMX_CACHE_DIR": cache_dir} if cache_dir else None)
+    proc, base = start_server(extra_env={"LLMX_CACHE_DIR": cache_dir} if cache_dir else None, preload=preload)
     try:
         page = browser.new_page()
         page.goto(base, wait_until="commit")
@@ -364,6 +367,7 @@ def measure_all(stems: list[str]) -> dict:
         browser = _browser(p)
         try:
             results["start_to_prediction_warm_s"] = measure_start_to_prediction(browser)
+            results["start_to_prediction_warm_plain_s"] = measure_start_to_prediction(browser, preload=False)
             with tempfile.TemporaryDirectory(prefix="llmx-bench-cache-") as empty:
                 results["start_to_prediction_cold_s"] = measure_start_to_prediction(browser, empty)
             proc, base = start_server()

@@ -126,7 +126,8 @@ class Replicas:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", REPLICA_ENV: name, **self.env}
         log = open(self.log_dir / f"{name}.log", "a")  # noqa: SIM115 - closed with the process
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"), "--server.port", str(port),
+            # scripts/serve.py, as `make run`: each replica loads its model from the start, not on its first visitor
+            [sys.executable, str(ROOT / "scripts" / "serve.py"), "--server.port", str(port),
              "--server.address", "127.0.0.1", "--server.headless", "true"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )

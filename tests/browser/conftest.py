@@ -40,15 +40,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int | None = None, extra_env: dict[str, str] | None = None):
-    """Start ``streamlit run`` and wait until it answers; returns ``(process, base_url)``."""
+def start_server(port: int | None = None, extra_env: dict[str, str] | None = None, preload: bool = False):
+    """Start ``streamlit run`` and wait until it answers; returns ``(process, base_url)``.
+
+    ``preload``: start it as ``make run`` does (``scripts/serve.py``: the model loads from the process's start)
+    instead of plain ``streamlit run streamlit_app.py`` (Streamlit Cloud's way: the first visit loads it).
+    """
     port = port or _free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(extra_env or {})}
     ARTIFACTS.mkdir(exist_ok=True)
     log = open(ARTIFACTS / f"server-{port}.log", "w")  # noqa: SIM115 - closed with the process
+    entry = [str(ROOT / "scripts" / "serve.py")] if preload else ["-m", "streamlit", "run", str(ROOT / "streamlit_app.py")]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"), "--server.port", str(port),
-         "--server.headless", "true", "--server.address", "127.0.0.1"],
+        [sys.executable, *entry, "--server.port", str(port), "--server.headless", "true",
+         "--server.address", "127.0.0.1"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"

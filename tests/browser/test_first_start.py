@@ -192,3 +192,32 @@ def test_a_truncated_cache_is_detected_and_rebuilt_not_loaded(browser, cold_cach
         rp.page.context.close()
     finally:
         stop_server(proc)
+
+
+def test_make_run_loads_the_model_before_the_first_visit(browser, cold_cache, tmp_path):
+    """``make run`` (``scripts/serve.py``) starts the load with the process: the model is ready before anyone opens
+    the app, and the first visitor gets the prediction without the load's progress. Plain ``streamlit run`` (Cloud)
+    loads on the first visit only."""
+    from scripts.serve import READY_LINE
+
+    converted = _converted(cold_cache)
+    if cache_problem(converted) is not None:
+        pytest.skip("needs the cache converted by the first-start test")
+    cache = tmp_path / "cache"
+    _copy_cache(converted, cache / converted.name)
+    for preload in (True, False):
+        proc, base = start_server(extra_env={"LLMX_CACHE_DIR": str(cache)}, preload=preload)
+        try:
+            deadline = time.monotonic() + (120 if preload else 10)  # plain: nothing loads, however long we wait
+            while READY_LINE not in _server_log(base) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert (READY_LINE in _server_log(base)) == preload  # nobody has visited yet
+            if not preload:
+                continue
+            rp = new_page(browser, base)
+            rp.page.goto(base + "/")
+            _assert_home_works(rp)
+            assert rp.page.get_by_text(PROGRESS).count() == 0  # no load left to wait for
+            rp.page.context.close()
+        finally:
+            stop_server(proc)
