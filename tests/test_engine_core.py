@@ -251,3 +251,14 @@ def test_malloc_settings_are_taken_once_and_change_no_number(tiny_lm):
         assert ok
     assert memory.tune_malloc() == ok  # idempotent
     assert torch.equal(tiny_lm.forward(ids).logits, before)
+
+
+def test_next_token_logits_equal_the_last_row_of_a_full_forward(real_lm):
+    """next_token_logits runs the output layer for the last position only; the numbers are the full pass's."""
+    ids = real_lm.encode("The capital of France is a city where many people")
+    full = real_lm.forward(ids).logits[-1]
+    last = real_lm.next_token_logits(ids)
+    assert last.shape == full.shape and torch.allclose(last, full, atol=1e-4)
+    assert int(torch.argmax(last)) == int(torch.argmax(full))
+    with pytest.raises(ValueError):
+        real_lm.next_token_logits([])

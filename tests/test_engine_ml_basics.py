@@ -95,7 +95,7 @@ def test_head_is_a_linear_classifier_over_the_vocabulary(tiny_lm):
     hc = mb.next_token_head(tiny_lm, ids)
     assert hc.weight_shape == (tiny_lm.vocab_size, tiny_lm.info.hidden_size)
     assert hc.max_abs_diff < 1e-4
-    assert torch.allclose(hc.logits, tiny_lm.next_token_logits(ids))
+    assert torch.allclose(hc.logits, tiny_lm.next_token_logits(ids), atol=1e-5)  # last row only: float rounding
     with pytest.raises(ValueError):
         mb.next_token_head(tiny_lm, [])
 

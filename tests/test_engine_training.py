@@ -71,6 +71,17 @@ def test_score_completion_scores_only_the_answer(tiny_lm):
         score_completion(tiny_lm, [], answer)
 
 
+def test_score_completion_equals_the_full_texts_scores_for_the_answer(real_lm):
+    """The output layer runs only where an answer token is predicted; positions, ranks and log-probs are those of
+    scoring the whole text."""
+    prompt = real_lm.encode("Review: the soup was cold and the waiter was rude.\nSentiment:")
+    answer = real_lm.encode(" negative, sadly")
+    full = score_ids(real_lm, prompt + answer).tokens[len(prompt) - 1 :]
+    part = score_completion(real_lm, prompt, answer).tokens
+    assert [(t.position, t.token_id, t.rank) for t in part] == [(t.position, t.token_id, t.rank) for t in full]
+    assert [t.logprob for t in part] == pytest.approx([t.logprob for t in full], abs=1e-4)
+
+
 def test_shuffle_keeps_words_and_random_tokens_are_plain(real_lm):
     text = "one two three four five six"
     s = shuffled_words(text, 3)
