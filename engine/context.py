@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from engine.lm import LanguageModel
-from engine.scoring import TokenScore
+from engine.scoring import TokenScore, token_score
 
 #: Sequence lengths the cost measurement can use (the page lets the user pick the largest).
 COST_LENGTHS = (16, 32, 64, 128, 256, 512)
@@ -250,12 +250,6 @@ def _new_token_logits(lm: LanguageModel, ids: list[int], passes: Sequence[tuple[
     return out
 
 
-def _token_score(lm: LanguageModel, position: int, token: int, logits: torch.Tensor) -> TokenScore:
-    """The score of ``token`` at ``position`` from the ``[V]`` logits that predicted it (as engine.scoring does)."""
-    logp = torch.log_softmax(logits.double(), dim=-1)  # [V]
-    return TokenScore(position, token, lm.token_text(token), float(logp[token]), int((logp > logp[token]).sum()) + 1)
-
-
 def sliding_window_scores(lm: LanguageModel, ids: Sequence[int], window: int, stride: int) -> SlidingScore:
     """Score a text longer than ``window`` by sliding a window over it (the Hugging Face perplexity recipe).
 
@@ -303,7 +297,7 @@ def sliding_window_scores(lm: LanguageModel, ids: Sequence[int], window: int, st
             for (begin, _, first_new), logits in zip(batch, _new_token_logits(lm, ids, batch)):
                 for k, row in enumerate(logits):  # row k predicts position first_new + k
                     pos = first_new + k
-                    found[pos] = (_token_score(lm, pos, ids[pos], row), pos - begin)
+                    found[pos] = (token_score(lm, pos, ids[pos], row), pos - begin)
     tokens = [found[p][0] for p in range(1, len(ids))]
     context = [found[p][1] for p in range(1, len(ids))]
     forwards = len(passes)

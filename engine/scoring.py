@@ -56,17 +56,20 @@ class TextScore:
         return math.exp(self.mean_loss) if self.tokens else float("nan")
 
 
+def token_score(lm: LanguageModel, position: int, token: int, logits: torch.Tensor) -> TokenScore:
+    """The score of ``token`` at ``position`` from the ``[V]`` logits that predicted it: log p (float64) and rank."""
+    logp = torch.log_softmax(logits.double(), dim=-1)  # [V]
+    return TokenScore(position, int(token), lm.token_text(int(token)), float(logp[token]),
+                      int((logp > logp[token]).sum()) + 1)
+
+
 def score_logits(lm: LanguageModel, ids: Sequence[int], logits: torch.Tensor) -> TextScore:
-    """Score ``ids`` given the model's ``[T, V]`` logits for them (position t predicts token t+1)."""
+    """Score ``ids`` given the model's ``[T, V]`` logits for them (position t predicts token t+1).
+
+    Row by row: a float64 log-softmax of the whole matrix would hold T × 393 KB at once (200 MB for 512 tokens).
+    """
     ids = [int(i) for i in ids]
-    logp = torch.log_softmax(logits.double(), dim=-1)  # [T, V]
-    out = []
-    for t in range(len(ids) - 1):
-        nxt = ids[t + 1]
-        lp = float(logp[t, nxt])
-        rank = int((logp[t] > logp[t, nxt]).sum()) + 1
-        out.append(TokenScore(t + 1, nxt, lm.token_text(nxt), lp, rank))
-    return TextScore(out)
+    return TextScore([token_score(lm, t + 1, ids[t + 1], logits[t]) for t in range(len(ids) - 1)])
 
 
 def score_ids(lm: LanguageModel, ids: Sequence[int]) -> TextScore:
