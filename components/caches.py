@@ -29,7 +29,7 @@ from engine import prompting, scoring
 from engine import tokens as tok
 from engine import training as tr
 from engine.evaluation import TASK_TEMPLATE, greedy_generate
-from engine.generation import BatchSample, Reply, greedy_reply, greedy_text, sample_continuations
+from engine.generation import BatchSample, Reply, greedy_reply, sample_continuations
 from engine.lm import MAX_INPUT_TOKENS, checked_ids
 from engine.logit_lens import LensResult, logit_lens
 from engine.predict import Distribution, NextTokenView, Probe, continuation_probs, distribution, probe
@@ -299,12 +299,6 @@ def label_scores(model_key: str, prompt: str, labels: tuple[str, ...]) -> list[p
     """p(label | prompt) for each label; single-token labels reuse the shared next-token logits (no extra pass)."""
     next_logits = logits(model_key, prompt_ids(model_key, prompt))
     return prompting.label_probabilities(load_model(model_key), prompt, labels, next_logits=next_logits)
-
-
-@st.cache_resource(show_spinner="Generating…", max_entries=256)
-def greedy(model_key: str, prompt: str, max_new_tokens: int) -> str:
-    """The model's greedy continuation of ``prompt`` (deterministic, so it can be cached and shared)."""
-    return greedy_text(load_model(model_key), prompt_ids(model_key, prompt), max_new_tokens)
 
 
 @st.cache_resource(show_spinner="The model is writing…", max_entries=256)

@@ -310,7 +310,7 @@ class LanguageModel:
     # ----------------------------------------------------------------------------------------------- model
     @torch.inference_mode()
     def forward(
-        self, ids: Sequence[int], attentions: bool = False, hidden_states: bool = False
+        self, ids: Sequence[int], attentions: bool = False, hidden_states: bool = False, logits_to_keep: int = 0
     ) -> ForwardResult:
         """Run the model once over ``ids``.
 
@@ -318,6 +318,9 @@ class LanguageModel:
             ids: Token ids, at most the model's context length.
             attentions: Also return attention weights ``[L, H, T, T]``.
             hidden_states: Also return the residual stream ``[L+1, T, D]``.
+            logits_to_keep: Run the output layer for the last ``k`` positions only (``logits`` is then ``[k, V]``);
+                0 for every position. The whole ``[T, V]`` matrix costs T × 197 KB and a fifth of a pass's
+                arithmetic, for nothing when a caller reads a few rows.
 
         Raises:
             ValueError: On an empty sequence or one longer than the context window.
@@ -330,35 +333,20 @@ class LanguageModel:
         x = torch.tensor([ids])  # [1, T]
         with self._model_lock:
             out = self.model(
-                input_ids=x, output_attentions=attentions, output_hidden_states=hidden_states, use_cache=False
+                input_ids=x, output_attentions=attentions, output_hidden_states=hidden_states, use_cache=False,
+                logits_to_keep=int(logits_to_keep),
             )
         self.stats.add(forwards=1)
         return ForwardResult(
             ids=ids,
-            logits=out.logits[0].float(),  # [T, V]
+            logits=out.logits[0].float(),  # [T, V] (or [k, V])
             attentions=torch.stack([a[0] for a in out.attentions]) if attentions else None,  # [L, H, T, T]
             hidden_states=torch.stack([h[0] for h in out.hidden_states]) if hidden_states else None,  # [L+1, T, D]
         )
 
-    @torch.inference_mode()
     def next_token_logits(self, ids: Sequence[int]) -> torch.Tensor:
-        """``[V]`` logits for the token after ``ids``.
-
-        The output layer runs for the last position only (``logits_to_keep=1``): the whole ``[T, V]`` matrix a
-        :meth:`forward` returns costs T × 197 KB and a fifth of the pass's arithmetic, here for nothing.
-
-        Raises:
-            ValueError: On an empty sequence or one longer than the context window.
-        """
-        ids = [int(i) for i in ids]
-        if not ids:
-            raise ValueError("Nothing to run: the text has no tokens.")
-        if len(ids) > self.info.context_length:
-            raise ValueError(f"{len(ids)} tokens is more than the context window of {self.info.context_length}.")
-        with self._model_lock:
-            out = self.model(input_ids=torch.tensor([ids]), use_cache=False, logits_to_keep=1)  # logits [1, 1, V]
-        self.stats.add(forwards=1)
-        return out.logits[0, -1].float()
+        """``[V]`` logits for the token after ``ids`` (the output layer runs for the last position only)."""
+        return self.forward(ids, logits_to_keep=1).logits[-1]
 
     def next_token_probs(self, ids: Sequence[int]) -> torch.Tensor:
         """``[V]`` p(next token | ids) over the full vocabulary (sums to 1)."""

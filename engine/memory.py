@@ -3,7 +3,8 @@
 Why: glibc gives threads their own heaps ("arenas", up to 8 per core) and keeps freed memory inside them for reuse.
 Streamlit runs each script in a new thread and torch frees many medium-sized buffers (activations, logits), so the
 server's resident memory ratcheted up visit after visit. Measured with ``make bench``'s sequence (every page, then
-the heaviest actions) on one server: peak RSS 1,627 MB with glibc's defaults, 1,499 MB with the settings below.
+the heaviest actions) on one server: peak RSS 1,627 MB with glibc's defaults, 1,499–1,511 MB with the settings
+below.
 
 - ``M_ARENA_MAX`` 2: all threads share two heaps instead of up to sixteen here.
 - ``M_MMAP_THRESHOLD`` 256 KB: larger blocks (most tensors) get their own mapping, returned to the system when freed

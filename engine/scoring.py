@@ -214,17 +214,11 @@ def score_completion(lm: LanguageModel, prompt_ids: Sequence[int], completion_id
     completion_ids = [int(i) for i in completion_ids]
     if not prompt_ids or not completion_ids:
         raise ValueError("Both the prompt and the answer need at least one token.")
-    ids = prompt_ids + completion_ids  # [T]
-    if len(ids) > lm.info.context_length:
-        raise ValueError(f"{len(ids)} tokens is more than the context window of {lm.info.context_length}.")
     p, c = len(prompt_ids), len(completion_ids)
     # Only positions p-1 .. T-2 predict a completion token: the output layer runs for the last c+1 positions and the
     # last row (the token after the completion) is dropped. The prompt's [p, V] logits were never needed.
-    with torch.inference_mode(), lm.exclusive():
-        out = lm.model(input_ids=torch.tensor([ids]), use_cache=False, logits_to_keep=c + 1)  # logits [1, c+1, V]
-    lm.stats.add(forwards=1)
-    scored = score_logits(lm, ids[p - 1 :], out.logits[0, :-1].float())  # positions 1..c of the window
-    return TextScore([TokenScore(t.position + p - 1, t.token_id, t.text, t.logprob, t.rank) for t in scored.tokens])
+    logits = lm.forward(prompt_ids + completion_ids, logits_to_keep=c + 1).logits[:-1]  # [c, V]
+    return TextScore([token_score(lm, p + k, token, row) for k, (token, row) in enumerate(zip(completion_ids, logits))])
 
 
 def shuffled_words(text: str, seed: int = 0) -> str:
