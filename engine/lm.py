@@ -450,7 +450,10 @@ class LanguageModel:
             if decoder is not None:
                 # Own weights and buffers, nothing shared is read through the modules: no model lock needed.
                 if state is None:
-                    logits, state = decoder.start(ids, len(ids) + budget)
+                    from engine.fastgen import DECODE_LANE
+
+                    with DECODE_LANE:  # generation's share of the CPU (engine.fastgen), the prompt pass included
+                        logits, state = decoder.start(ids, len(ids) + budget)
                 else:
                     with decode_step_threads():
                         logits = decoder.step(produced[-1], state)

@@ -244,3 +244,105 @@ def test_greedy_reply_starts_with_the_float32_top_token_then_runs_fast(real_lm):
     with real_lm._fast_lock:  # while the 4-bit copy is still being packed: float32 throughout, and labelled so
         slow = greedy_reply(real_lm, ids, 8, logits)
     assert not slow.fast and slow.token_ids[0] == reply.token_ids[0]
+
+
+@needs_int4
+def test_a_batched_step_gives_each_sequence_its_own_logits_bit_for_bit(real_lm):
+    """Continuous batching must not change a learner's text: each row of a batched pass equals that sequence's step
+    run alone, exactly (different prompt lengths, so different positions and cache lengths in one batch)."""
+    dec = real_lm.fast_decoder()
+    texts = ["The capital of France is", "Once upon a time", "def fibonacci(n):\n    ", "Hi"]
+    alone, batched = [], []
+    for text in texts:
+        ids = real_lm.encode(text)
+        logits, state = dec.start(ids, len(ids) + 3)
+        token = int(torch.argmax(logits))
+        with torch.inference_mode():
+            alone.append(dec._run(torch.tensor([token]), state))  # the one-sequence step, no batcher
+        _, state = dec.start(ids, len(ids) + 3)
+        batched.append((token, state))
+    rows = dec.step_batch([t for t, _ in batched], [s for _, s in batched])
+    assert rows.shape == (len(texts), real_lm.info.vocab_size)
+    for row, ref in zip(rows, alone):
+        assert torch.equal(row, ref)
+    assert [s["len"] for _, s in batched] == [len(real_lm.encode(t)) + 1 for t in texts]
+
+
+@needs_int4
+def test_sessions_generating_at_once_share_passes_and_each_get_their_own_text(real_lm):
+    """Eight sessions generate at the same moment: their steps share batched passes (fewer passes than steps), and
+    each text equals what the session gets generating alone."""
+    import threading
+
+    dec = real_lm.fast_decoder()
+    prompts = ["The capital of France is", "Once upon a time", "My favourite food is", "Water boils at"] * 2
+    solo = {p: [s.token_id for s in real_lm.generate_stream(real_lm.encode(p), 20, fast=True, stop_at_eos=False)]
+            for p in set(prompts)}
+    got: dict[int, list[int]] = {}
+    go = threading.Barrier(len(prompts))
+
+    def session(i: int, prompt: str) -> None:
+        steps = real_lm.generate_stream(real_lm.encode(prompt), 20, fast=True, stop_at_eos=False)
+        go.wait(30)
+        got[i] = [s.token_id for s in steps]
+
+    passes, rows = dec.batcher.passes, dec.batcher.rows
+    threads = [threading.Thread(target=session, args=(i, p)) for i, p in enumerate(prompts)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert all(got[i] == solo[p] for i, p in enumerate(prompts))
+    served, used = dec.batcher.rows - rows, dec.batcher.passes - passes
+    assert served == len(prompts) * 19  # every step after the prompt pass went through the batcher
+    assert used < served / 2  # most passes served more than one session
+
+
+def test_an_error_in_a_batched_pass_reaches_every_waiting_session(tiny_lm, monkeypatch):
+    """A failing pass raises in each session it served; none is left waiting, and the next pass works again."""
+    import threading
+
+    from engine.fastgen import StepBatcher
+
+    dec = FastDecoder(tiny_lm.model, quantize=False)
+    batcher = StepBatcher(dec)
+    calls = []
+
+    def failing(tokens, states):
+        calls.append(len(tokens))
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(dec, "step_batch", failing)
+    errors = []
+
+    def session() -> None:
+        _, state = dec.start(tiny_lm.encode("Hello"), 8)
+        try:
+            batcher.step(1, state)
+        except RuntimeError as err:
+            errors.append(str(err))
+
+    threads = [threading.Thread(target=session) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == ["out of memory"] * 4 and sum(calls) == 4
+    monkeypatch.undo()
+    _, state = dec.start(tiny_lm.encode("Hello"), 8)
+    assert batcher.step(1, state).shape == (tiny_lm.info.vocab_size,)
+
+
+def test_generation_gets_all_cores_but_one(monkeypatch):
+    """The decode lanes leave one core to page runs (at least one lane); ``LLMX_DECODE_LANES`` overrides."""
+    from engine import fastgen
+
+    monkeypatch.delenv("LLMX_DECODE_LANES", raising=False)
+    for cores, lanes in ((1, 1), (2, 1), (8, 7)):
+        monkeypatch.setattr(fastgen.os, "sched_getaffinity", lambda _pid, n=cores: set(range(n)))
+        assert fastgen._decode_lanes() == lanes
+    monkeypatch.setenv("LLMX_DECODE_LANES", "3")
+    assert fastgen._decode_lanes() == 3
+    monkeypatch.setenv("LLMX_DECODE_LANES", "zero")
+    assert fastgen._decode_lanes() == 7
