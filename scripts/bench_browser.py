@@ -9,7 +9,9 @@ Called by ``scripts/bench.py`` (``make bench``); every figure is measured in thi
   ``page_gen_remote_tok_s`` the same press from a websocket client, as when the browser is on another machine.
 - ``chat_first_token_ms`` / ``chat_tok_s``: one chat turn on the Prompts page, the same way.
 - ``browser_first_content_s_max`` / ``browser_settled_s_max`` / ``browser_revisit_s_max``: every page opened in a
-  fresh tab: time until the lesson's first content is visible (title and first paragraph), until the page stopped
+  fresh tab on a server started as ``make run`` starts it (the model loaded and every page's default example computed
+  at start, ``warm_up_s``; before 2026-12-07 on a plain ``streamlit run`` whose caches were empty, which
+  ``server_page_run_s_max`` still measures): time until the lesson's first content is visible (title and first paragraph), until the page stopped
   running, and when opened again from the sidebar in the same session (per page in ``browser_pages``).
   ``browser_filled_s_max``: until no element is a loading placeholder any more (a fresh browser fetches the chart
   library's code on its first chart). Before 2026-12-07 ``first_content`` also waited for that, so it read close to
@@ -342,11 +344,30 @@ def measure_mixed_class(base: str, heavy: int = 10, light: int = 50) -> dict:
     }
 
 
+def wait_warmed(base: str, timeout: float = 600) -> float | None:
+    """Until the ``scripts/serve.py`` server at ``base`` has opened every page once; the warm-up's seconds (its log)."""
+    from urllib.parse import urlparse
+
+    from scripts.serve import WARM_LINE
+    from tests.browser.conftest import ARTIFACTS
+
+    log = ARTIFACTS / f"server-{urlparse(base).port}.log"
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        found = re.search(re.escape(WARM_LINE) + r" \(\d+ of \d+ pages, ([\d.]+) s\)", text)
+        if found:
+            return float(found.group(1))
+        time.sleep(0.5)
+    raise TimeoutError(f"the server did not finish warming its pages in {timeout} s")
+
+
 def measure_start_to_prediction(browser, cache_dir: str | None = None, preload: bool = True) -> float:
     """Seconds from starting a fresh server process (as ``make run`` does, or plain ``streamlit run`` without
     ``preload``) to the home page's first live prediction in the browser."""
     t0 = time.perf_counter()
-    proc, base = start_server(extra_env={"LLMX_CACHE_DIR": cache_dir} if cache_dir else None, preload=preload)
+    proc, base = start_server(extra_env={"LLMX_CACHE_DIR": cache_dir} if cache_dir else None, preload=preload,
+                              warm=preload)  # exactly as `make run`: the pages warm up after the load (home first)
     try:
         page = browser.new_page()
         page.goto(base, wait_until="commit")
@@ -376,9 +397,11 @@ def measure_all(stems: list[str]) -> dict:
                 results.update(measure_server_page_runs(base, stems))
             finally:
                 stop_server(proc)
-            proc, base = start_server()  # fresh caches again: the browser's first visits compute everything too
+            # As `make run` serves a class: the model loaded and every page's default example computed at start
+            # (scripts/serve.py); the cold-cache compute of each page is server_page_run_s_max above.
+            proc, base = start_server(preload=True, warm=True)
             try:
-                run_many_sync(base, [""], timeout=300)
+                results["warm_up_s"] = wait_warmed(base)
                 results.update(measure_page_visits(base, browser, stems))
                 results.update(measure_page_generation(base, browser))
                 results.update(measure_remote_generation(base))

@@ -6,19 +6,30 @@ server even listens (the same ``engine.loader.LOADS`` job every page then finds,
 modules are imported meanwhile. Streamlit Community Cloud runs ``streamlit_app.py`` directly and loads on the first
 visit, as before.
 
+Once the model is ready and the server answers, every page is opened once through the server's own websocket, one
+after another with its default settings (home first), as a visitor would: the shared caches then hold each page's
+default example, so the class's first visitor of a page does not wait for it. Every number is still computed by the
+model, only earlier. ``LLMX_WARM_PAGES=0`` turns this off.
+
 Usage: ``python scripts/serve.py [streamlit run options, e.g. --server.port 8501]``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 READY_LINE = "llmx: model ready at server start"
+WARM_LINE = "llmx: every page's default example computed"
+#: Set to ``0`` to skip opening every page once at start (the tests' servers do, to keep their CPU for the test).
+WARM_ENV = "LLMX_WARM_PAGES"
 
 log = logging.getLogger("llmx.serve")
 
@@ -37,6 +48,76 @@ def preload() -> None:
     print(f"{READY_LINE} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
     lm.prepare_fast_decoder()
     import components.caches  # noqa: F401 - the first page run then finds the app's modules imported
+
+    if os.environ.get(WARM_ENV, "1").strip() != "0":
+        warm_pages()
+
+
+def _server_url() -> str:
+    """This process's own server as a client reaches it (loopback unless the server listens on one address)."""
+    from streamlit import config
+
+    address = config.get_option("server.address") or "127.0.0.1"
+    if address in ("0.0.0.0", "::"):
+        address = "127.0.0.1"
+    base_path = (config.get_option("server.baseUrlPath") or "").strip("/")
+    return f"http://{address}:{config.get_option('server.port')}" + (f"/{base_path}" if base_path else "")
+
+
+async def _open_page(base: str, stem: str, timeout: float) -> bool:
+    """One session opens ``stem`` with its default settings; True when its run ended without an error."""
+    import websockets
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    url = base.replace("http://", "ws://", 1) + "/_stcore/stream"
+    async with websockets.connect(url, subprotocols=["streamlit"], max_size=None, open_timeout=timeout) as ws:
+        msg = BackMsg()
+        msg.rerun_script.page_name = "" if stem == "home" else stem
+        await ws.send(msg.SerializeToString())
+        deadline = time.monotonic() + timeout
+        failed = False
+        while True:
+            fm = ForwardMsg()
+            fm.ParseFromString(await asyncio.wait_for(ws.recv(), max(0.1, deadline - time.monotonic())))
+            kind = fm.WhichOneof("type")
+            if kind == "page_not_found":
+                failed = True
+            elif kind == "delta" and fm.delta.WhichOneof("type") == "new_element":
+                failed |= fm.delta.new_element.WhichOneof("type") == "exception"
+            elif kind == "script_finished" and fm.script_finished != ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+                return not failed and fm.script_finished == ForwardMsg.FINISHED_SUCCESSFULLY
+
+
+def warm_pages(stems: list[str] | None = None, base: str | None = None, timeout: float = 300.0) -> list[str]:
+    """Open every page once (home first, one at a time) so the shared caches hold each default example.
+
+    Returns the pages whose run failed or timed out (logged; a visitor then computes that page as without warming).
+    """
+    from components.frame import available_pages
+
+    base = base or _server_url()
+    stems = stems or [p.stem for p in available_pages()]
+    stems = sorted(stems, key=lambda s: s != "home")  # home first: the page the first visitor opens
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # the server answers a few seconds after the process starts
+        try:
+            with urllib.request.urlopen(base + "/_stcore/health", timeout=2):
+                break
+        except OSError:
+            time.sleep(0.2)
+    t0, failed = time.perf_counter(), []
+    for stem in stems:
+        try:
+            ok = asyncio.run(_open_page(base, stem, timeout))
+        except Exception as err:  # noqa: BLE001 - warming is an optimisation: the page still works on a visit
+            log.warning("llmx: warming %s failed: %s", stem, err)
+            ok = False
+        if not ok:
+            failed.append(stem)
+    done = f"{WARM_LINE} ({len(stems) - len(failed)} of {len(stems)} pages, {time.perf_counter() - t0:.1f} s)"
+    print(done + (f"; not warmed: {', '.join(failed)}" if failed else ""), file=sys.stderr, flush=True)
+    return failed
 
 
 def main() -> None:

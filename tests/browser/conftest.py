@@ -40,14 +40,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int | None = None, extra_env: dict[str, str] | None = None, preload: bool = False):
+def start_server(port: int | None = None, extra_env: dict[str, str] | None = None, preload: bool = False,
+                 warm: bool = False):
     """Start ``streamlit run`` and wait until it answers; returns ``(process, base_url)``.
 
     ``preload``: start it as ``make run`` does (``scripts/serve.py``: the model loads from the process's start)
     instead of plain ``streamlit run streamlit_app.py`` (Streamlit Cloud's way: the first visit loads it).
+    ``warm``: with ``preload``, also let it open every page once after the load, as ``make run`` does (off by
+    default: that is ~25 s of CPU a test would share).
     """
     port = port or _free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(extra_env or {})}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "LLMX_WARM_PAGES": "1" if warm else "0",
+           **(extra_env or {})}
     ARTIFACTS.mkdir(exist_ok=True)
     log = open(ARTIFACTS / f"server-{port}.log", "w")  # noqa: SIM115 - closed with the process
     entry = [str(ROOT / "scripts" / "serve.py")] if preload else ["-m", "streamlit", "run", str(ROOT / "streamlit_app.py")]

@@ -18,6 +18,7 @@ import pytest
 from engine.loader import cache_problem
 from engine.registry import DEFAULT_KEY, get_spec
 from tests.browser.conftest import ARTIFACTS, SCREENSHOTS, full_screenshot, new_page, start_server, stop_server
+from tests.support.st_client import run_many_sync
 
 pytestmark = pytest.mark.browser
 
@@ -221,3 +222,37 @@ def test_make_run_loads_the_model_before_the_first_visit(browser, cold_cache, tm
             rp.page.context.close()
         finally:
             stop_server(proc)
+
+
+def _cache_misses(base: str) -> int:
+    """Cached computations the server has run so far (Streamlit's own metrics: lookups that missed)."""
+    import urllib.request
+
+    with urllib.request.urlopen(base + "/_stcore/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
+               if line.startswith("cache_lookups_total") and 'result="miss"' in line)
+
+
+def test_make_run_computes_every_pages_default_example_before_the_first_visitor():
+    """``make run`` opens every page once after the load (``scripts/serve.py::warm_pages``): the first visitor of any
+    page then computes nothing (no cache misses), and every page's warm-up run ended without an error."""
+    from components.frame import available_pages
+    from scripts.serve import WARM_LINE, warm_pages
+
+    proc, base = start_server(preload=True, warm=True)
+    try:
+        deadline = time.monotonic() + 300
+        while WARM_LINE not in _server_log(base) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        n = len(available_pages())
+        assert f"{WARM_LINE} ({n} of {n} pages" in _server_log(base)
+        before = _cache_misses(base)
+        assert before > n  # the pages' computations ran
+        stems = ["attention", "rlhf", "embeddings", "ml_to_llm", "pretraining", "evaluation", "diffusion", "home"]
+        results = run_many_sync(base, stems, timeout=300)
+        assert all(r.ok for r in results), [r.exceptions for r in results]
+        assert _cache_misses(base) == before  # a first visit now only reads what the warm-up computed
+        assert warm_pages(["no_such_page"], base=base, timeout=60) == ["no_such_page"]  # a failure is reported
+    finally:
+        stop_server(proc)

@@ -28,7 +28,7 @@ PROMPTS = ["The capital of Italy is", "The capital of Spain is", "The capital of
 def replicas():
     if shutil.which("haproxy") is None and not __import__("os").path.exists("/usr/sbin/haproxy"):
         pytest.fail("HAProxy is not installed: apt-get install -y haproxy (.ci/run and make serve-replicas do it)")
-    reps = Replicas(count=2, log_dir=ARTIFACTS / "replicas").start()
+    reps = Replicas(count=2, log_dir=ARTIFACTS / "replicas", env={"LLMX_WARM_PAGES": "0"}).start()
     yield reps
     reps.stop()
 
