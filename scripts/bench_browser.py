@@ -12,7 +12,9 @@ Called by ``scripts/bench.py`` (``make bench``); every figure is measured in thi
   fresh tab on a server started as ``make run`` starts it (the model loaded and every page's default example computed
   at start, ``warm_up_s``; before 2026-12-07 on a plain ``streamlit run`` whose caches were empty, which
   ``server_page_run_s_max`` still measures): time until the lesson's first content is visible (title and first paragraph), until the page stopped
-  running, and when opened again from the sidebar in the same session (per page in ``browser_pages``).
+  running, and when opened again from the sidebar in the same session (per page in ``browser_pages``; the revisit's
+  clock starts once the browser is idle: before 2026-12-07 it started while the page just left could still be
+  drawing, and the click waited for that).
   ``browser_filled_s_max``: until no element is a loading placeholder any more (a fresh browser fetches the chart
   library's code on its first chart). Before 2026-12-07 ``first_content`` also waited for that, so it read close to
   the settled time although the title and first paragraph were on screen after about 1.1-1.5 s.
@@ -60,6 +62,8 @@ _FILLED_JS = """() => {
   const main = document.querySelector('[data-testid="stMain"]');
   return !!(main && main.querySelector('h1') && !main.querySelector('[data-testid="stSkeleton"]'));
 }"""
+#: JavaScript: resolves once the browser's main thread is idle (at most 5 s).
+_IDLE_JS = "() => new Promise(r => requestIdleCallback(() => r(true), {timeout: 5000}))"
 #: JavaScript: the highlighted continuation on the Next-token page has at least ``n`` characters.
 _GEN_TEXT_JS = """(n) => {
   const spans = [...document.querySelectorAll('span')].filter(s => s.style && s.style.background.includes('255, 232, 204'));
@@ -270,6 +274,10 @@ def measure_page_visits(base: str, browser, stems: list[str]) -> dict:
                 more = page.get_by_text(re.compile(r"View \d+ more"))
                 if more.count():
                     more.first.click()
+            # Start the clock with the browser idle: the page just left may still be drawing (its charts), and a
+            # click then waits for it (seen: 0.3-1.0 s before the click reached the server). That belongs to the other
+            # page, not to this revisit.
+            page.evaluate(_IDLE_JS)
             done = runs.finished
             t1 = time.perf_counter()
             link.click()
