@@ -106,9 +106,11 @@ def require_lm() -> LanguageModel:
     job = LOADS.peek(selected_key())
     was_loading = job is None or not job.done
     lm = get_lm(show_progress=True)
+    if was_loading and LOADS.peek(selected_key()) is not None and LOADS.peek(selected_key()).done:
+        # The sidebar card was drawn while loading: draw the whole frame again, now with the model or with the reason
+        # it failed (not "loading" next to the error). No loop: this session has now seen this attempt end.
+        st.rerun()
     if lm is not None:
-        if was_loading:
-            st.rerun()  # the sidebar card was drawn while loading: draw the whole frame again, now with the model
         return lm
     err = st.session_state.get("_model_error") or ModelLoadError("The model is not loaded.", "Press **Try again**.")
     st.error(

@@ -68,6 +68,10 @@ def test_unloadable_model_shows_one_clear_message(monkeypatch):
     assert any("No language model could be loaded" in e and "not embedded" in e and "SmolLM2-135M-Instruct" in e
                for e in main_errors)
     assert not chart_specs(at)  # nothing pretends to be model output
+    # The sidebar was drawn while the load still ran: it must not go on saying "loading" next to the error.
+    sidebar = [c.value for c in at.sidebar.caption]
+    assert not any("is loading" in c for c in sidebar), sidebar
+    assert any("Model not loaded" in c and "SmolLM2-360M-Instruct" in c for c in sidebar), sidebar
 
 
 def test_a_failed_load_is_not_remembered_try_again_recovers(monkeypatch, real_lm):
