@@ -201,7 +201,7 @@ def watch_job(
             with live.container():
                 show_chart(curve(job.values[:n]), key=f"{key}_live_{n}")
             drawn = n
-        time.sleep(poll_s)
+        job.wait(poll_s)  # returns the moment the job ends: the page goes on at once, not at the next poll
     bar.empty()
     if live is not None:
         live.empty()

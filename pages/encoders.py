@@ -3,8 +3,6 @@ trained on this server, read side by side."""
 
 from __future__ import annotations
 
-import time
-
 import pandas as pd
 import streamlit as st
 
@@ -297,7 +295,7 @@ if job.running:
             with live:
                 show_chart(training_loss_figure(job.values[:n], cfg.steps), key=f"s2s_live_{n}")
             drawn = n
-        time.sleep(0.5)
+        job.wait(0.5)  # returns the moment training ends
     bar.empty()
     live.empty()
 if job.error:

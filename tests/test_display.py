@@ -36,3 +36,27 @@ def test_an_empty_stream_draws_once_and_reports_nothing():
     drawn = []
     tally = stream_text(iter(()), drawn.append)
     assert len(drawn) == 1 and tally.tokens == 0 and tally.tokens_per_s == 0.0 and tally.first_token_s is None
+
+
+def test_a_watched_job_is_left_as_soon_as_it_ends_not_at_the_next_poll():
+    """A page waiting for the model load (or a training job) goes on the moment the job ends: the wait is on the
+    job's own completion, not a fixed sleep (a 30 s poll here; the page used to sleep the rest of it)."""
+    import threading
+
+    from components.display import watch_job
+    from engine.jobs import BackgroundJob
+
+    release = threading.Event()
+
+    def work(job):
+        release.wait(30)
+        return "done"
+
+    job = BackgroundJob(work)
+    job.start()
+    watcher = threading.Thread(target=watch_job, args=(job, lambda j: "working", None, "job", 30.0))
+    watcher.start()
+    time.sleep(0.3)  # the watcher is inside its wait
+    release.set()
+    watcher.join(10)
+    assert not watcher.is_alive() and job.done
