@@ -91,6 +91,20 @@ async def _open_page(base: str, stem: str, timeout: float) -> bool:
                 return not failed and fm.script_finished == ForwardMsg.FINISHED_SUCCESSFULLY
 
 
+def _wait_quiet(window: float = 0.3, busy: float = 0.2, longest: float = 10.0) -> None:
+    """Until this process used less than ``busy`` of a core over ``window`` seconds (at most ``longest`` seconds).
+
+    Visitors come first: the warm-up opens its next page only while nobody's page is computing (and after the 4-bit
+    copy is packed), so a visitor who arrives during the warm-up shares the cores with at most one page of it.
+    """
+    deadline = time.monotonic() + longest
+    while time.monotonic() < deadline:
+        cpu = time.process_time()
+        time.sleep(window)
+        if time.process_time() - cpu < busy * window:
+            return
+
+
 def warm_pages(stems: list[str] | None = None, base: str | None = None, timeout: float = 300.0) -> list[str]:
     """Open every page once (home first, one at a time) so the shared caches hold each default example.
 
@@ -103,6 +117,7 @@ def warm_pages(stems: list[str] | None = None, base: str | None = None, timeout:
     stems = sorted(stems, key=lambda s: s != "home")  # home first: the page the first visitor opens
     t0, failed = time.perf_counter(), []
     for stem in stems:
+        _wait_quiet()
         try:
             ok = asyncio.run(_open_page(base, stem, timeout))
         except Exception as err:  # noqa: BLE001 - warming is an optimisation: the page still works on a visit
