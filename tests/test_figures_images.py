@@ -43,3 +43,23 @@ def test_loss_curve_and_schedule():
     assert list(f.data[0].x) == [50, 100, 150] and list(f.data[0].y) == [3.0, 2.0, 1.0]
     s = fig.schedule_figure([1.0, 0.5], [0.0, 0.8], 1)
     assert [t.name.split(" ")[0] for t in s.data] == ["√ᾱ_t", "√(1"]
+
+
+def test_the_animations_send_their_frames_as_float32():
+    """Frames hold the model's values to float32 precision and the figure's JSON is about half the float64 size."""
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    rng = np.random.default_rng(1)
+    frames = rng.normal(size=(21, 8, 64))
+    f = fig.reverse_animation(frames, [f"step {i}" for i in range(21)], cols=8)
+    shown = np.asarray(f.frames[3].data[0].z)
+    assert shown.dtype == np.float32
+    assert np.allclose(shown[0:8, 9:17].reshape(64), frames[3, 1], rtol=1e-6, atol=1e-6)
+    path = rng.normal(size=(26, 300, 2))
+    flow = fig.toy_flow_animation(rng.normal(size=(50, 2)), path, [f"step {i}" for i in range(26)])
+    assert np.allclose(np.asarray(flow.frames[5].data[0].x), path[5, :, 0], rtol=1e-6, atol=1e-6)
+    as_float64 = go.Figure(flow)
+    as_float64.frames = [go.Frame(data=[go.Scatter(x=p[:, 0], y=p[:, 1])], traces=[1], name=str(i))
+                         for i, p in enumerate(path)]
+    assert len(pio.to_json(flow, validate=False)) < 0.6 * len(pio.to_json(as_float64, validate=False))
