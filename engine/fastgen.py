@@ -181,8 +181,7 @@ class FastDecoder:
         Sessions that step at the same moment share one batched pass (:class:`StepBatcher`); the result is the same
         as stepping alone, bit for bit.
         """
-        if state["len"] >= state["k"].shape[2]:
-            raise ValueError("The key/value buffers are full.")
+        _check_room(state)  # here, in this session's thread: a full buffer must not fail the others' batch
         return self.batcher.step(int(token), state)
 
     @torch.inference_mode()
@@ -193,8 +192,7 @@ class FastDecoder:
         runs per sequence against its own cache. Each row equals the sequence's own :meth:`step` alone.
         """
         for state in states:
-            if state["len"] >= state["k"].shape[2]:
-                raise ValueError("The key/value buffers are full.")
+            _check_room(state)
         starts = [int(state["len"]) for state in states]
         logits = _decode_batch(
             torch.tensor([int(t) for t in tokens]), self.embed, [st["k"] for st in states],
@@ -219,6 +217,11 @@ class FastDecoder:
         return logits
 
 
+def _check_room(state: dict) -> None:
+    if state["len"] >= state["k"].shape[2]:
+        raise ValueError("The key/value buffers are full.")
+
+
 def _linear(x: torch.Tensor, w: torch.Tensor, sz: torch.Tensor, quantized: bool, group: int) -> torch.Tensor:
     if quantized:
         return torch.ops.aten._weight_int4pack_mm_for_cpu(x.to(torch.bfloat16), w, group, sz).float()
@@ -232,6 +235,24 @@ def _rms(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2  # x: [heads, T, hd]; the library's rotate_half
     return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+
+
+def _after_attention(
+    x: torch.Tensor,
+    attn: torch.Tensor,
+    w: list[torch.Tensor],
+    sz: list[torch.Tensor],
+    norm_post: torch.Tensor,
+    quantized: bool,
+    group: int,
+    eps: float,
+) -> torch.Tensor:
+    """The rest of one layer, shared by the prompt pass and the batched step: the heads' output ``attn`` ([N, H·hd])
+    projected into the residual stream ``x`` ([N, D]), then the gated MLP; returns the new ``x``."""
+    x = x + _linear(attn, w[1], sz[1], quantized, group)
+    gate_up = _linear(_rms(x, norm_post, eps), w[2], sz[2], quantized, group)  # [N, 2·I]
+    half = gate_up.shape[-1] // 2
+    return x + _linear(F.silu(gate_up[:, :half]) * gate_up[:, half:], w[3], sz[3], quantized, group)
 
 
 def _decode_step(
@@ -285,11 +306,7 @@ def _decode_step(
             scores = (scores.view(n_kv, G, T, end) + mask).view(n_kv, G * T, end)
         out = torch.matmul(torch.softmax(scores, dim=-1), vals)  # [KV, G*T, hd]
         out = out.view(n_heads, T, hd).transpose(0, 1).reshape(T, n_heads * hd)  # [T, H*hd]
-        x = x + _linear(out, w[1], sz[1], quantized, group)
-        h = _rms(x, norms[2 * li + 1], eps)
-        gate_up = _linear(h, w[2], sz[2], quantized, group)
-        half = gate_up.shape[-1] // 2
-        x = x + _linear(F.silu(gate_up[:, :half]) * gate_up[:, half:], w[3], sz[3], quantized, group)
+        x = _after_attention(x, out, w, sz, norms[2 * li + 1], quantized, group, eps)
     last = _rms(x[-1:], norms[-1], eps)  # [1, D]: the output layer for the last position only
     return _linear(last, weights[-1], scales[-1], quantized, group)[0]  # [V]
 
@@ -348,11 +365,7 @@ def _decode_batch(
             vals = v_caches[b][li, :, : s + 1]
             scores = torch.matmul(q[b].reshape(n_kv, G, hd), keys.transpose(1, 2)) * scale  # [KV, G, s+1]
             outs.append(torch.matmul(torch.softmax(scores, dim=-1), vals).reshape(n_heads * hd))  # [H*hd]
-        x = x + _linear(torch.stack(outs), w[1], sz[1], quantized, group)
-        h = _rms(x, norms[2 * li + 1], eps)
-        gate_up = _linear(h, w[2], sz[2], quantized, group)
-        half = gate_up.shape[-1] // 2
-        x = x + _linear(F.silu(gate_up[:, :half]) * gate_up[:, half:], w[3], sz[3], quantized, group)
+        x = _after_attention(x, torch.stack(outs), w, sz, norms[2 * li + 1], quantized, group, eps)
     return _linear(_rms(x, norms[-1], eps), weights[-1], scales[-1], quantized, group)  # [B, V]
 
 
