@@ -105,8 +105,8 @@ def require_lm() -> LanguageModel:
     with **Try again** and stop the page."""
     job = LOADS.peek(selected_key())
     was_loading = job is None or not job.done
-    lm = get_lm(show_progress=True)
-    if was_loading and LOADS.peek(selected_key()) is not None and LOADS.peek(selected_key()).done:
+    lm = get_lm(show_progress=True)  # waits until the load has ended, with the model or with its failure
+    if was_loading:
         # The sidebar card was drawn while loading: draw the whole frame again, now with the model or with the reason
         # it failed (not "loading" next to the error). No loop: this session has now seen this attempt end.
         st.rerun()
