@@ -197,7 +197,7 @@ def watch_job(
             bar.progress(job.fraction, text=text)
             shown = text
         n = len(job.values)
-        if live is not None and n != drawn:
+        if live is not None and n and n != drawn:  # a curve once there is a value to draw
             with live.container():
                 show_chart(curve(job.values[:n]), key=f"{key}_live_{n}")
             drawn = n

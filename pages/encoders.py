@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from components import caches
-from components.display import cached_chart, show_chart, show_error
+from components.display import cached_chart, show_chart, show_error, watch_job
 from components.figures.heatmaps import cosine_heatmap, readers_figure, weights_heatmap
 from components.figures.html import chips_html, wordpiece_chips_html
 from components.figures.lines import training_loss_figure
@@ -285,19 +285,9 @@ if not job.started:
     st.caption(f"Training takes about half a minute on 2 CPU cores (the {cfg.held_out} test dates are never shown to "
                "the model while it learns).")
     end_page()
-if job.running:
-    bar, live = st.progress(0.0, text="Starting…"), st.empty()
-    drawn = -1
-    while not job.done:  # the run is shared by every session; each session draws its own progress
-        n = len(job.values)
-        bar.progress(job.fraction, text=f"Training: step {job.step:,} of {job.total:,}, {job.elapsed:.0f} s")
-        if n != drawn and n:
-            with live:
-                show_chart(training_loss_figure(job.values[:n], cfg.steps), key=f"s2s_live_{n}")
-            drawn = n
-        job.wait(0.5)  # returns the moment training ends
-    bar.empty()
-    live.empty()
+if job.running:  # the run is shared by every session; each session draws its own progress
+    watch_job(job, lambda j: f"Training: step {j.step:,} of {j.total:,}, {j.elapsed:.0f} s",
+              lambda values: training_loss_figure(values, cfg.steps), key="s2s")
 if job.error:
     st.error(f"Training failed: {job.error}", icon=":material/error:")
     end_page()
