@@ -238,13 +238,12 @@ def test_make_run_computes_every_pages_default_example_before_the_first_visitor(
     """``make run`` opens every page once after the load (``scripts/serve.py::warm_pages``): the first visitor of any
     page then computes nothing (no cache misses), and every page's warm-up run ended without an error."""
     from components.frame import available_pages
+    from scripts.bench_browser import wait_warmed
     from scripts.serve import WARM_LINE, warm_pages
 
     proc, base = start_server(preload=True, warm=True)
     try:
-        deadline = time.monotonic() + 300
-        while WARM_LINE not in _server_log(base) and time.monotonic() < deadline:
-            time.sleep(0.5)
+        wait_warmed(base, timeout=300)
         n = len(available_pages())
         assert f"{WARM_LINE} ({n} of {n} pages" in _server_log(base)
         before = _cache_misses(base)
