@@ -152,14 +152,31 @@ def test_invalid_url_values_fall_back_to_defaults():
 
 
 def test_identical_requests_from_sessions_at_once_are_computed_once(lm):
-    """Four sessions open the same new prompt at the same moment: one forward pass serves them all."""
-    from concurrent.futures import ThreadPoolExecutor
+    """Four sessions ask for the same new prompt at the same moment: one forward pass serves them all, and the page
+    then shows that result without another pass.
+
+    The sessions are threads calling the page's cached step (AppTest itself is not thread-safe: it swaps a global
+    Runtime in and out around each run, so four AppTests at once failed one run in four)."""
+    import threading
+
+    from components import caches
 
     prompt = "Four students at once ask what the owl of Athens"
+    ids = caches.prompt_ids(lm.key, prompt)
+    barrier, dists = threading.Barrier(4), []
+
+    def session():
+        barrier.wait()
+        dists.append(caches.next_distribution(lm.key, ids))
+
     before = lm.stats.forward_calls
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        pages = list(pool.map(lambda _: open_page({"prompt": prompt}), range(4)))
-    assert lm.stats.forward_calls - before == 1
+    threads = [threading.Thread(target=session) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert lm.stats.forward_calls - before == 1 and len(dists) == 4 and all(d is dists[0] for d in dists)
+    at = open_page({"prompt": prompt})
+    assert lm.stats.forward_calls - before == 1  # the page's run found it computed
     expected = lm.token_text(int(torch.argmax(lm.next_token_probs(lm.encode(prompt)))))
-    for at in pages:
-        assert bars(at)["y"][0] == f"'{expected}'"
+    assert bars(at)["y"][0] == f"'{expected}'"
