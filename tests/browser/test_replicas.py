@@ -48,8 +48,15 @@ def _wait_ready(pg, timeout_ms: int = 180_000) -> None:
     pg.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms)
 
 
+_ERRORS = '[data-testid="stException"], [data-testid="stMain"] [data-testid="stAlertContentError"]'
+
+
 def _errors(pg) -> int:
-    return pg.locator('[data-testid="stException"], [data-testid="stMain"] [data-testid="stAlertContentError"]').count()
+    return pg.locator(_ERRORS).count()
+
+
+def _error_texts(pg) -> list[str]:
+    return [t[:300] for t in pg.locator(_ERRORS).all_inner_texts()]
 
 
 def _open_sessions(browser, reps):
@@ -60,6 +67,11 @@ def _open_sessions(browser, reps):
         sessions.append(rp)
     for rp in sessions:
         _wait_ready(rp.page)
+        # Mid-class means the pages are loaded: every lazily fetched piece of the app's code (the chart library's
+        # chunk arrives after the first prediction) is in. A replica killed while it still sends such a file cuts the
+        # transfer, and the browser shows "Failed to fetch dynamically imported module" for those charts until a
+        # reload: no balancer can resend half a response (noted in the README's replica section).
+        rp.page.wait_for_load_state("networkidle", timeout=60_000)
     return sessions
 
 
@@ -124,7 +136,7 @@ def test_a_replica_killed_mid_class_its_sessions_recover_on_the_other(browser, r
             assert query.get("prompt") == [prompt] and query.get("present") == ["true"], query
             box = rp.page.locator('[data-testid="stMain"] textarea').first
             assert box.input_value() == prompt, "the URL state was lost"
-            assert _errors(rp.page) == 0
+            assert _errors(rp.page) == 0, _error_texts(rp.page)
             recovered += 1
         figures.update(
             on_killed_replica=len(on_victim), recovered=recovered,
