@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from components.figures.html import MAX_CHIPS, chips_html, token_piece_chips
 from components.frame import presentation_mode
@@ -130,6 +131,21 @@ def _plot(fig: go.Figure, key: str) -> None:
         key=key,
         config={"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": key, "scale": 2}},
     )
+
+
+def folded(label: str, key: str, icon: str | None = None) -> tuple[DeltaGenerator, bool]:
+    """A collapsed section whose content is only computed and sent while it is open.
+
+    A plain ``st.expander`` sends its content even when closed, and the browser draws it (charts, tables, bertviz's
+    iframe) on every visit although nobody sees it. This one reruns the page when it is opened or closed, and the
+    page draws its content only when ``is_open``. Its state lives in the URL (``?<key>=true``), so a shared link or
+    a reconnect opens it again.
+
+    Returns:
+        ``(box, is_open)``: write into ``box`` with ``with box:``, and only when ``is_open``.
+    """
+    box = st.expander(label, icon=icon, key=key, on_change="rerun", bind="query-params")
+    return box, bool(box.open)
 
 
 def csv_download(df: pd.DataFrame, filename: str, label: str = "Download CSV", key: str | None = None) -> None:

@@ -8,6 +8,7 @@ from components.display import (
     cached_chart,
     csv_download,
     empty_text_notice,
+    folded,
     illustration_note,
     show_error,
     token_chips,
@@ -131,59 +132,61 @@ if T > 1:
         "causal mask."
     )
 
-with st.expander("One head by hand: the arithmetic, from the real weights", icon=":material/calculate:"):
-    n_max = min(T, 8)
-    n_calc = n_max
-    if T > 2:
-        n_calc = st.slider("Tokens to compute (from the start of the prompt)", 2, n_max, value=min(n_max, 6),
-                           key="at_n", bind="query-params")
-    calc = caches.head_by_hand(key, text, layer, head, n_calc)
-    ctoks = [f"{i}: {token_label(t)}" for i, t in enumerate(calc.tokens)]
-    show_dims = 6
-    st.markdown(
-        f"Layer **{layer}**, head **{head}** (pick them above), on the first {n_calc} tokens. Because attention is "
-        "causal, these positions are computed exactly as if the prompt stopped here."
-    )
-    st.markdown(
-        f"**1. Queries and keys.** The layer's input vector is first rescaled to a steady size (**RMSNorm**: divided "
-        "by its root-mean-square; section 4 shows why), "
-        f"then multiplied by the head's learned matrices: each token gets a query and a key of {D_HEAD} numbers "
-        f"(first {show_dims} shown). Both are rotated by an angle that depends on the position (rotary position "
-        f"embedding), which is how the model knows word order. Head {head} shares its keys and values with heads "
-        f"{', '.join(map(str, calc.group))} (**grouped-query attention**, key/value head {calc.kv_head}; see "
-        "section 3)."
-    )
-    c1, c2 = st.columns(2)
-    c1.caption("Queries Q (after rotation)")
-    c1.dataframe(vector_table(calc.q, ctoks, show_dims), key="at_q")
-    c2.caption("Keys K (after rotation)")
-    c2.dataframe(vector_table(calc.k, ctoks, show_dims), key="at_k")
-    st.markdown(
-        f"**2. Scores Q·Kᵀ / √d.** Row = query, column = key. Dividing by √{D_HEAD} = {calc.sqrt_d:.0f} keeps the "
-        "scores in a range where the softmax is not saturated."
-    )
-    st.dataframe(matrix_table(calc.scaled, ctoks), key="at_scaled")
-    st.markdown(
-        "**3. Causal mask.** Scores for later tokens are set to −∞, so they get weight exactly 0 after the softmax."
-    )
-    masked_df = matrix_table(calc.masked, ctoks).map(lambda v: "−∞" if v == float("-inf") else f"{v:.3f}")
-    st.dataframe(masked_df, key="at_masked")
-    st.markdown("**4. Softmax of each row** (eᶻ / Σeᶻ): the attention weights. Each row sums to 1.")
-    st.dataframe(matrix_table(calc.weights, ctoks, 4), key="at_weights")
-    st.markdown(
-        f"**5. Weighted sum of values.** Each token's output is its weights times the value vectors (first "
-        f"{show_dims} of {D_HEAD} numbers). The {H} heads' outputs are joined and mixed by the output projection."
-    )
-    c1, c2 = st.columns(2)
-    c1.caption("Values V")
-    c1.dataframe(vector_table(calc.v, ctoks, show_dims), key="at_v")
-    c2.caption("Output = weights · V")
-    c2.dataframe(vector_table(calc.output, ctoks, show_dims), key="at_out")
-    st.success(
-        f"Checked against the model: largest difference from the weights it returned is {calc.max_weight_diff:.1e}, "
-        f"from the head output it passed on is {calc.max_output_diff:.1e}.",
-        icon=":material/check_circle:",
-    )
+box, is_open = folded("One head by hand: the arithmetic, from the real weights", "at_by_hand", ":material/calculate:")
+with box:
+    if is_open:
+        n_max = min(T, 8)
+        n_calc = n_max
+        if T > 2:
+            n_calc = st.slider("Tokens to compute (from the start of the prompt)", 2, n_max, value=min(n_max, 6),
+                               key="at_n", bind="query-params")
+        calc = caches.head_by_hand(key, text, layer, head, n_calc)
+        ctoks = [f"{i}: {token_label(t)}" for i, t in enumerate(calc.tokens)]
+        show_dims = 6
+        st.markdown(
+            f"Layer **{layer}**, head **{head}** (pick them above), on the first {n_calc} tokens. Because attention is "
+            "causal, these positions are computed exactly as if the prompt stopped here."
+        )
+        st.markdown(
+            f"**1. Queries and keys.** The layer's input vector is first rescaled to a steady size (**RMSNorm**: divided "
+            "by its root-mean-square; section 4 shows why), "
+            f"then multiplied by the head's learned matrices: each token gets a query and a key of {D_HEAD} numbers "
+            f"(first {show_dims} shown). Both are rotated by an angle that depends on the position (rotary position "
+            f"embedding), which is how the model knows word order. Head {head} shares its keys and values with heads "
+            f"{', '.join(map(str, calc.group))} (**grouped-query attention**, key/value head {calc.kv_head}; see "
+            "section 3)."
+        )
+        c1, c2 = st.columns(2)
+        c1.caption("Queries Q (after rotation)")
+        c1.dataframe(vector_table(calc.q, ctoks, show_dims), key="at_q")
+        c2.caption("Keys K (after rotation)")
+        c2.dataframe(vector_table(calc.k, ctoks, show_dims), key="at_k")
+        st.markdown(
+            f"**2. Scores Q·Kᵀ / √d.** Row = query, column = key. Dividing by √{D_HEAD} = {calc.sqrt_d:.0f} keeps the "
+            "scores in a range where the softmax is not saturated."
+        )
+        st.dataframe(matrix_table(calc.scaled, ctoks), key="at_scaled")
+        st.markdown(
+            "**3. Causal mask.** Scores for later tokens are set to −∞, so they get weight exactly 0 after the softmax."
+        )
+        masked_df = matrix_table(calc.masked, ctoks).map(lambda v: "−∞" if v == float("-inf") else f"{v:.3f}")
+        st.dataframe(masked_df, key="at_masked")
+        st.markdown("**4. Softmax of each row** (eᶻ / Σeᶻ): the attention weights. Each row sums to 1.")
+        st.dataframe(matrix_table(calc.weights, ctoks, 4), key="at_weights")
+        st.markdown(
+            f"**5. Weighted sum of values.** Each token's output is its weights times the value vectors (first "
+            f"{show_dims} of {D_HEAD} numbers). The {H} heads' outputs are joined and mixed by the output projection."
+        )
+        c1, c2 = st.columns(2)
+        c1.caption("Values V")
+        c1.dataframe(vector_table(calc.v, ctoks, show_dims), key="at_v")
+        c2.caption("Output = weights · V")
+        c2.dataframe(vector_table(calc.output, ctoks, show_dims), key="at_out")
+        st.success(
+            f"Checked against the model: largest difference from the weights it returned is {calc.max_weight_diff:.1e}, "
+            f"from the head output it passed on is {calc.max_output_diff:.1e}.",
+            icon=":material/check_circle:",
+        )
 
 # ------------------------------------------------------------------------------------------------- 3. all heads
 st.subheader(f"3. All heads: {H} per layer, {L} layers")
@@ -226,38 +229,40 @@ st.markdown(
     f"{facts.kv_saving}. Heads in one group differ only through their queries."
 )
 
-with st.expander("bertviz: the classic attention views", icon=":material/hub:"):
-    st.markdown(
-        "[bertviz](https://github.com/jessevig/bertviz) draws attention as lines. **Head view**: hover a token to see "
-        "where it looks; each colour is a head (click the coloured squares to show or hide heads). **Model view**: a "
-        "thumbnail of every head in the chosen layers; click one to enlarge it. The JavaScript it needs is served by "
-        "this app, so it works with no internet."
-    )
-    c1, c2 = st.columns([1, 3])
-    view = c1.segmented_control("View", ["head", "model"], default="head", key="at_bv", bind="query-params",
-                                format_func=lambda v: {"head": "Head view", "model": "Model view"}[v], required=True)
-    default_once("at_bvl", default_layers(L))
-    chosen_layers = c2.multiselect("Layers to include", list(range(L)), key="at_bvl", bind="query-params",
-                                   format_func=lambda i: f"layer {i}")
-    bv_T = min(T, MAX_TOKENS)
-    if not chosen_layers:
-        st.info("Pick at least one layer to draw.", icon=":material/info:")
-    else:
-        bv_layers = layers_within_budget(chosen_layers, H, bv_T)
-        notes = []
-        if bv_T < T:
-            notes.append(f"the first {bv_T} of {T} tokens (causal attention: these weights are exactly the ones the "
-                         "model used, whatever follows)")
-        if len(bv_layers) < len(set(chosen_layers)):
-            notes.append(f"layers {', '.join(map(str, bv_layers))} only (at most {MAX_CELLS:,} weights per view keep "
-                         "the page light)")
-        if notes:
-            st.caption(":material/info: Showing " + "; ".join(notes) + ".")
-        # The head view opens on the layer picked in section 2 when it is included.
-        html = caches.bertviz_html(key, text, view, tuple(bv_layers), bv_T, layer)
-        height = model_view_height(bv_T, len(bv_layers), H) if view == "model" else head_view_height(bv_T)
-        st.iframe(html, height=min(height, 2400))
-        st.caption(f"Weights rounded to 3 decimals; this view is {len(html) / 1e6:.1f} MB including its scripts.")
+box, is_open = folded("bertviz: the classic attention views", "at_bertviz", ":material/hub:")
+with box:
+    if is_open:
+        st.markdown(
+            "[bertviz](https://github.com/jessevig/bertviz) draws attention as lines. **Head view**: hover a token to see "
+            "where it looks; each colour is a head (click the coloured squares to show or hide heads). **Model view**: a "
+            "thumbnail of every head in the chosen layers; click one to enlarge it. The JavaScript it needs is served by "
+            "this app, so it works with no internet."
+        )
+        c1, c2 = st.columns([1, 3])
+        view = c1.segmented_control("View", ["head", "model"], default="head", key="at_bv", bind="query-params",
+                                    format_func=lambda v: {"head": "Head view", "model": "Model view"}[v], required=True)
+        default_once("at_bvl", default_layers(L))
+        chosen_layers = c2.multiselect("Layers to include", list(range(L)), key="at_bvl", bind="query-params",
+                                       format_func=lambda i: f"layer {i}")
+        bv_T = min(T, MAX_TOKENS)
+        if not chosen_layers:
+            st.info("Pick at least one layer to draw.", icon=":material/info:")
+        else:
+            bv_layers = layers_within_budget(chosen_layers, H, bv_T)
+            notes = []
+            if bv_T < T:
+                notes.append(f"the first {bv_T} of {T} tokens (causal attention: these weights are exactly the ones the "
+                             "model used, whatever follows)")
+            if len(bv_layers) < len(set(chosen_layers)):
+                notes.append(f"layers {', '.join(map(str, bv_layers))} only (at most {MAX_CELLS:,} weights per view keep "
+                             "the page light)")
+            if notes:
+                st.caption(":material/info: Showing " + "; ".join(notes) + ".")
+            # The head view opens on the layer picked in section 2 when it is included.
+            html = caches.bertviz_html(key, text, view, tuple(bv_layers), bv_T, layer)
+            height = model_view_height(bv_T, len(bv_layers), H) if view == "model" else head_view_height(bv_T)
+            st.iframe(html, height=min(height, 2400))
+            st.caption(f"Weights rounded to 3 decimals; this view is {len(html) / 1e6:.1f} MB including its scripts.")
 
 # ------------------------------------------------------------------------------------------------- 4. the block
 st.subheader("4. The block around attention: residual stream, RMSNorm, MLP")
@@ -315,53 +320,59 @@ st.caption(
     + "The first row (embeddings) mostly predicts the input token itself: this model's input and output embeddings "
     "are the same matrix."
 )
-with st.expander("The final answer's probability, layer by layer", icon=":material/show_chart:"):
-    cached_chart(("at_lens_line", key, text), lambda: lens_trajectory(lens, lm.token_text), key="at_lens_line")
-    csv_download(pd.DataFrame(lens.records(lm.token_text)), "logit_lens.csv", key="at_lens_csv")
+box, is_open = folded("The final answer's probability, layer by layer", "at_lens_more", ":material/show_chart:")
+with box:
+    if is_open:
+        cached_chart(("at_lens_line", key, text), lambda: lens_trajectory(lens, lm.token_text), key="at_lens_line")
+        csv_download(pd.DataFrame(lens.records(lm.token_text)), "logit_lens.csv", key="at_lens_csv")
 
 # ------------------------------------------------------------------------------------------------- more
 st.subheader("More")
-with st.expander("Attention while the model writes", icon=":material/edit_note:"):
-    st.markdown(
-        "While it writes, the model reads the prompt again at every step (through the KV cache). Greedy decoding "
-        "picks each token; the map shows where the model looked while choosing it (averaged over heads)."
-    )
-    c1, c2, c3 = st.columns([2, 2, 1.3], vertical_alignment="bottom")
-    n_new = c1.slider("Tokens to generate", 1, MAX_GEN_TOKENS, value=6, key="at_gen", bind="query-params")
-    gen_layer = c2.selectbox("Layer", [-1, *range(L)], key="at_glayer", bind="query-params",
-                             format_func=lambda i: "all layers (average)" if i < 0 else f"layer {i}")
-    skip_sink = c3.toggle("Hide the first token", value=True, key="at_gsink", bind="query-params",
-                          help="The first token soaks up most attention (the attention sink, section 3). Hiding its "
-                          "column lets the colour scale show how the rest is shared.")
-    with st.spinner("Generating…"):
-        gen = caches.generated_attention(key, text, n_new)
-    if not gen.generated:
-        st.info("No room left in the context window to generate.", icon=":material/info:")
-    else:
-        g_layer = None if gen_layer < 0 else gen_layer
-        cached_chart(("at_genmap", key, text, n_new, g_layer, skip_sink),
-                     lambda: generated_heatmap(gen, g_layer, skip_first=skip_sink), key="at_genmap")
-        gen_df = pd.DataFrame(gen.steps(g_layer))
-        st.dataframe(gen_df, hide_index=True, key="at_gen_table")
-        csv_download(gen_df, "generated_attention.csv", key="at_gen_csv")
-        st.caption(
-            "The first row puts all its weight on the prompt (nothing has been generated yet); later tokens also "
-            "read what the model itself just wrote. The probabilities are the full softmax of the model at each step."
-            + (f" The first column, {token_label(gen.tokens[0])}, is hidden." if skip_sink and gen.prompt_len > 1
-               else "")
+box, is_open = folded("Attention while the model writes", "at_writing", ":material/edit_note:")
+with box:
+    if is_open:
+        st.markdown(
+            "While it writes, the model reads the prompt again at every step (through the KV cache). Greedy decoding "
+            "picks each token; the map shows where the model looked while choosing it (averaged over heads)."
         )
+        c1, c2, c3 = st.columns([2, 2, 1.3], vertical_alignment="bottom")
+        n_new = c1.slider("Tokens to generate", 1, MAX_GEN_TOKENS, value=6, key="at_gen", bind="query-params")
+        gen_layer = c2.selectbox("Layer", [-1, *range(L)], key="at_glayer", bind="query-params",
+                                 format_func=lambda i: "all layers (average)" if i < 0 else f"layer {i}")
+        skip_sink = c3.toggle("Hide the first token", value=True, key="at_gsink", bind="query-params",
+                              help="The first token soaks up most attention (the attention sink, section 3). Hiding its "
+                              "column lets the colour scale show how the rest is shared.")
+        with st.spinner("Generating…"):
+            gen = caches.generated_attention(key, text, n_new)
+        if not gen.generated:
+            st.info("No room left in the context window to generate.", icon=":material/info:")
+        else:
+            g_layer = None if gen_layer < 0 else gen_layer
+            cached_chart(("at_genmap", key, text, n_new, g_layer, skip_sink),
+                         lambda: generated_heatmap(gen, g_layer, skip_first=skip_sink), key="at_genmap")
+            gen_df = pd.DataFrame(gen.steps(g_layer))
+            st.dataframe(gen_df, hide_index=True, key="at_gen_table")
+            csv_download(gen_df, "generated_attention.csv", key="at_gen_csv")
+            st.caption(
+                "The first row puts all its weight on the prompt (nothing has been generated yet); later tokens also "
+                "read what the model itself just wrote. The probabilities are the full softmax of the model at each step."
+                + (f" The first column, {token_label(gen.tokens[0])}, is hidden." if skip_sink and gen.prompt_len > 1
+                   else "")
+            )
 
-with st.expander("Encoder, decoder, encoder-decoder", icon=":material/account_tree:"):
-    is_enc_dec = bool(getattr(lm.model.config, "is_encoder_decoder", False))
-    kind = "an encoder-decoder" if is_enc_dec else "a decoder-only model, like GPT"
-    st.markdown(
-        "The post names BERT, GPT and T5: three ways to wire the same attention. **BERT** (encoder) lets every token "
-        "see every other token, which suits understanding a whole text. **GPT** (decoder) lets a token see only "
-        "earlier ones, which is what next-token generation needs. **T5** (encoder-decoder) encodes the input in both "
-        "directions, then the decoder writes the output left to right and reads the encoded input through "
-        f"**cross-attention**. {info.name} is **{kind}**: its measured attention (right) has exactly "
-        f"{facts.future:g} weight above the diagonal."
-    )
-    cached_chart(("at_masks", key, text), lambda: mask_patterns(facts.average, tokens), key="at_masks")
-    illustration_note("The first three panels are illustrations of which tokens may see which; the fourth is "
-                      "measured on your prompt (first 12 tokens, average over all layers and heads).")
+box, is_open = folded("Encoder, decoder, encoder-decoder", "at_archs", ":material/account_tree:")
+with box:
+    if is_open:
+        is_enc_dec = bool(getattr(lm.model.config, "is_encoder_decoder", False))
+        kind = "an encoder-decoder" if is_enc_dec else "a decoder-only model, like GPT"
+        st.markdown(
+            "The post names BERT, GPT and T5: three ways to wire the same attention. **BERT** (encoder) lets every token "
+            "see every other token, which suits understanding a whole text. **GPT** (decoder) lets a token see only "
+            "earlier ones, which is what next-token generation needs. **T5** (encoder-decoder) encodes the input in both "
+            "directions, then the decoder writes the output left to right and reads the encoded input through "
+            f"**cross-attention**. {info.name} is **{kind}**: its measured attention (right) has exactly "
+            f"{facts.future:g} weight above the diagonal."
+        )
+        cached_chart(("at_masks", key, text), lambda: mask_patterns(facts.average, tokens), key="at_masks")
+        illustration_note("The first three panels are illustrations of which tokens may see which; the fourth is "
+                          "measured on your prompt (first 12 tokens, average over all layers and heads).")

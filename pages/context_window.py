@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from components import caches
-from components.display import csv_download, empty_text_notice, show_chart, show_error, token_chips
+from components.display import csv_download, empty_text_notice, folded, show_chart, show_error, token_chips
 from components.figures.bars import probability_bars, usage_gauge
 from components.figures.lines import context_figure, cost_figures, sweep_figure
 from components.frame import ensure_frame
@@ -137,20 +137,22 @@ if ids:
                 icon=":material/info:",
             )
         fact_start = find_subsequence(ids[:-1], caches.token_ids(key, answer))
-        with st.expander("p(answer) for every window size", icon=":material/show_chart:"):
-            st.markdown(
-                "One forward pass per window size, from 4 tokens to the whole text. Grey points: the first mention "
-                "of the answer is no longer fully in view."
-            )
-            if st.toggle("Run the sweep", key="cw_sweep"):
-                if n > 128:
-                    st.info("The sweep runs on texts of at most 128 tokens, to keep it quick.", icon=":material/info:")
-                else:
-                    points = caches.window_sweep(key, ids, answer, fact_start)
-                    fact_window = n - fact_start if fact_start is not None else None
-                    show_chart(sweep_figure(points, answer_word, fact_window), key="cw_sweep_chart")
-                    if fact_start is None:
-                        st.caption(f"'{answer_word}' does not appear earlier in the text, so no fact line is drawn.")
+        box, is_open = folded("p(answer) for every window size", "cw_sweep_open", ":material/show_chart:")
+        with box:
+            if is_open:
+                st.markdown(
+                    "One forward pass per window size, from 4 tokens to the whole text. Grey points: the first mention "
+                    "of the answer is no longer fully in view."
+                )
+                if st.toggle("Run the sweep", key="cw_sweep"):
+                    if n > 128:
+                        st.info("The sweep runs on texts of at most 128 tokens, to keep it quick.", icon=":material/info:")
+                    else:
+                        points = caches.window_sweep(key, ids, answer, fact_start)
+                        fact_window = n - fact_start if fact_start is not None else None
+                        show_chart(sweep_figure(points, answer_word, fact_window), key="cw_sweep_chart")
+                        if fact_start is None:
+                            st.caption(f"'{answer_word}' does not appear earlier in the text, so no fact line is drawn.")
 
 # ------------------------------------------------------------------------------------------ why windows are limited
 st.subheader("Why are windows limited?")

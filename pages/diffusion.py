@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from components import caches
-from components.display import show_chart, watch_job
+from components.display import folded, show_chart, watch_job
 from components.figures.images import (
     digit_grid,
     loss_curve,
@@ -67,10 +67,12 @@ st.caption(
     f"x_{T} has mean {check.mean:+.3f}, standard deviation {check.std:.3f} and correlation {check.corr_with_x0:+.3f} "
     "with the clean digits: it is plain unit-variance noise, the same for every digit."
 )
-with st.expander("How fast is the image replaced by noise?", icon=":material/show_chart:"):
-    show_chart(schedule_figure(*dm.mixing_weights(schedule), int(t_fwd)), key="diff_schedule")
-    st.caption(f"The DDPM linear schedule with {T} steps: β grows from {float(schedule.betas[0]):.4f} to "
-               f"{float(schedule.betas[-1]):.2f}. The dotted line is the slider's step.")
+box, is_open = folded("How fast is the image replaced by noise?", "diff_schedule_open", ":material/show_chart:")
+with box:
+    if is_open:
+        show_chart(schedule_figure(*dm.mixing_weights(schedule), int(t_fwd)), key="diff_schedule")
+        st.caption(f"The DDPM linear schedule with {T} steps: β grows from {float(schedule.betas[0]):.4f} to "
+                   f"{float(schedule.betas[-1]):.2f}. The dotted line is the slider's step.")
 
 # ------------------------------------------------------------------------------------------------ training
 st.header("3. Training: learn to predict the noise")
@@ -149,12 +151,14 @@ st.caption(
     "denoising steps. Bottom row: the network's guess of the finished image at that moment: the digit's shape is "
     "decided early, the details late."
 )
-st.subheader("Several seeds side by side")
-frames_at = list(range(0, T + 1, 5))
-show_chart(reverse_animation(run.path[frames_at].numpy(), [f"step {m} of {T}" for m in frames_at], cols=8),
-           key="diff_seeds")
-st.caption(f"Seeds {int(seed)} to {int(seed) + 7}: eight different starting noises, eight different {int(digit)}s. "
-           "Press ▶ Play to watch all of them form at once, or drag the slider.")
+box, is_open = folded("Eight seeds forming at once (animation)", "diff_seeds_open", ":material/animation:")
+with box:
+    if is_open:
+        frames_at = list(range(0, T + 1, 5))
+        show_chart(reverse_animation(run.path[frames_at].numpy(), [f"step {m} of {T}" for m in frames_at], cols=8),
+                   key="diff_seeds")
+        st.caption(f"Seeds {int(seed)} to {int(seed) + 7}: eight different starting noises, eight different "
+                   f"{int(digit)}s. Press ▶ Play to watch all of them form at once, or drag the slider.")
 
 # ------------------------------------------------------------------------------------------------ p(x) made concrete
 st.header("5. Is it copying? p(x) made concrete")
@@ -235,10 +239,13 @@ if toy_data is not None:
         st.caption(f"Arrows at step t = {int(t_field)} of {T}; orange: 300 generated points at that moment of "
                    "sampling. At large t the arrows all point to the middle of the data; at small t they point "
                    "to the nearest part of the shape.")
-        moments = list(range(0, T + 1, 4))
-        show_chart(toy_flow_animation(toy_data.numpy(), toy_run.path[moments].numpy(),
-                                      [f"step {m} of {T}" for m in moments]), key="diff_flow")
-        st.caption("Press ▶ Play: 300 points start as Gaussian noise and flow onto the shape.")
+        box, is_open = folded("300 points flowing onto the shape (animation)", "diff_flow_open", ":material/animation:")
+        with box:
+            if is_open:
+                moments = list(range(0, T + 1, 4))
+                show_chart(toy_flow_animation(toy_data.numpy(), toy_run.path[moments].numpy(),
+                                              [f"step {m} of {T}" for m in moments]), key="diff_flow")
+                st.caption("Press ▶ Play: 300 points start as Gaussian noise and flow onto the shape.")
 
 # ------------------------------------------------------------------------------------------------ LLM vs diffusion
 st.header("7. Two ways to generate")

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from components import caches
-from components.display import cached_chart, csv_download, show_error
+from components.display import cached_chart, csv_download, folded, show_error
 from components.figures.bars import neighbour_figure
 from components.figures.heatmaps import cosine_heatmap, vector_figure
 from components.figures.lines import layer_curves_figure
@@ -299,23 +299,27 @@ else:
             st.caption("Give sentences for both meanings to compare same-meaning and different-meaning pairs.")
         per_layer = pd.DataFrame({"layer": list(range(ctx.layers))} | dict(curves)).round(4)
         csv_download(per_layer, "similarity_per_layer.csv", key="emb_layers_csv")
-        h1, h2 = st.columns(2)
-        names = [f"{i + 1} · {'AB'[s.group]}" for i, s in enumerate(ctx.sentences)]
-        texts = [html_escape(f"{i + 1}. {s.text}", quote=False) for i, s in enumerate(ctx.sentences)]
-        with h1:
-            cached_chart(
-                ("emb_ctx_heatmap", *ctx_inputs),
-                lambda: cosine_heatmap(names, ctx.sims[layer].numpy(), title=f"Cosine at layer {layer}", hover=texts),
-                key="emb_ctx_heatmap",
-            )
-        with h2:
-            proj = caches.context_projection(key, ctx_word, sent_a, sent_b, layer)
-            cached_chart(("emb_ctx_scatter", *ctx_inputs), lambda: context_scatter(proj, ctx.sentences),
-                         key="emb_ctx_scatter")
-        st.caption(
-            "Sentences are numbered in order: meaning A first, then B. Each point on the right is one sentence's "
-            "vector for the word at this layer, flattened with PCA. Hover for the sentence."
-        )
+        box, is_open = folded("Every sentence at this layer: similarities and a map", "emb_ctx_open",
+                              ":material/scatter_plot:")
+        with box:
+            if is_open:
+                h1, h2 = st.columns(2)
+                names = [f"{i + 1} · {'AB'[s.group]}" for i, s in enumerate(ctx.sentences)]
+                texts = [html_escape(f"{i + 1}. {s.text}", quote=False) for i, s in enumerate(ctx.sentences)]
+                with h1:
+                    cached_chart(
+                        ("emb_ctx_heatmap", *ctx_inputs),
+                        lambda: cosine_heatmap(names, ctx.sims[layer].numpy(), title=f"Cosine at layer {layer}", hover=texts),
+                        key="emb_ctx_heatmap",
+                    )
+                with h2:
+                    proj = caches.context_projection(key, ctx_word, sent_a, sent_b, layer)
+                    cached_chart(("emb_ctx_scatter", *ctx_inputs), lambda: context_scatter(proj, ctx.sentences),
+                                 key="emb_ctx_scatter")
+                st.caption(
+                    "Sentences are numbered in order: meaning A first, then B. Each point on the right is one sentence's "
+                    "vector for the word at this layer, flattened with PCA. Hover for the sentence."
+                )
 
 # ------------------------------------------------------------------------------------------------ your prompt
 st.subheader("Your prompt, token by token")

@@ -11,6 +11,7 @@ from components.display import (
     cached_chart,
     csv_download,
     empty_text_notice,
+    folded,
     illustration_note,
     show_chart,
     show_error,
@@ -179,12 +180,14 @@ with px_col:
             for name, score in (("A", cmp.score_a), ("B", cmp.score_b))
             for t in score.tokens
         ]
-        with st.expander("Token by token", icon=":material/table:"):
-            df = pd.DataFrame(rows)
-            st.dataframe(df, hide_index=True, width="stretch", key="ml_px_table",
-                         column_config={"log p": st.column_config.NumberColumn(format="%.3f"),
-                                        "probability": st.column_config.NumberColumn(format="%.4f")})
-            csv_download(df, "sentence_scores.csv", key="ml_px_csv")
+        box, is_open = folded("Token by token", "ml_px_tokens", ":material/table:")
+        with box:
+            if is_open:
+                df = pd.DataFrame(rows)
+                st.dataframe(df, hide_index=True, width="stretch", key="ml_px_table",
+                             column_config={"log p": st.column_config.NumberColumn(format="%.3f"),
+                                            "probability": st.column_config.NumberColumn(format="%.4f")})
+                csv_download(df, "sentence_scores.csv", key="ml_px_csv")
 
 with pyx_col:
     st.subheader("p(y | x): classification by prompting")
@@ -216,8 +219,10 @@ with pyx_col:
             + (": the examples taught it the format." if few_shot
                else ": without examples much of it goes to other words (try turning few-shot on).")
         )
-        with st.expander("The exact prompt the model read", icon=":material/description:"):
-            st.code(res.prompt, language=None, wrap_lines=True)
+        box, is_open = folded("The exact prompt the model read", "ml_pyx_prompt", ":material/description:")
+        with box:
+            if is_open:
+                st.code(res.prompt, language=None, wrap_lines=True)
         st.caption("No training happened here: the classifier is the same next-token model, steered by a prompt. "
                    "A small model can still be wrong; try a sarcastic review.")
 

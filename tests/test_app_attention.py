@@ -13,14 +13,18 @@ import torch
 from tests.conftest import APPTEST_TIMEOUT, ENTRY, assert_no_exception
 
 PARIS = "The capital of France is"
+#: The page's folded sections (``components.display.folded``), opened through the URL as a shared link opens them.
+FOLDED = ("at_by_hand", "at_bertviz", "at_lens_more", "at_writing", "at_archs")
 
 
-def attention_page(query: dict[str, str] | None = None):
-    """AppTest opened directly on the attention page (like a deep link), with URL parameters."""
+def attention_page(query: dict[str, str] | None = None, folded_open: bool = True):
+    """AppTest opened directly on the attention page (like a deep link), with URL parameters; the folded sections
+    open unless ``folded_open`` is False (closed, they are not computed)."""
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(ENTRY, default_timeout=APPTEST_TIMEOUT)
-    for k, v in {"prompt": PARIS, **(query or {})}.items():
+    opened = {k: "true" for k in FOLDED} if folded_open else {}
+    for k, v in {"prompt": PARIS, **opened, **(query or {})}.items():
         at.query_params[k] = v
     at.switch_page("pages/attention.py")
     at.run()
@@ -174,6 +178,28 @@ def test_url_state_is_shareable():
     assert at.slider(key="at_layer").value == 12 and at.selectbox(key="at_head").value == 3
     srcdoc = at.get("iframe")[0].proto.srcdoc
     assert '"include_layers":[4,9]' in srcdoc and '"display_mode":"light"' in srcdoc
+
+
+def test_folded_sections_are_computed_and_sent_only_once_opened():
+    """Closed, a folded section sends nothing for the browser to draw (bertviz's iframe, tables, charts) and runs
+    nothing (the generation under "Attention while the model writes"); opening it draws it."""
+    at = attention_page({"prompt": "Owls hunt at night because"}, folded_open=False)
+    assert_no_exception(at)
+    assert [e.label for e in at.expander][:5] == [
+        "One head by hand: the arithmetic, from the real weights", "bertviz: the classic attention views",
+        "The final answer's probability, layer by layer", "Attention while the model writes",
+        "Encoder, decoder, encoder-decoder"]
+    assert not at.get("iframe") and not at.dataframe and not at.success
+    ids = [c.proto.id for c in at.get("plotly_chart")]
+    assert len(ids) == 5 and not any(k in i for i in ids for k in ("at_lens_line", "at_genmap", "at_masks"))
+    before = _forwards()
+    at.session_state["at_writing"] = True  # the learner opens it
+    at.run()
+    assert_no_exception(at)
+    assert _forwards() > before  # it generated now, not before
+    table = next(d.value for d in at.dataframe if "generated token" in d.value.columns)
+    assert len(table) == 6 and _chart(at, "at_genmap")
+    assert not at.get("iframe")  # the others stay closed
 
 
 def test_page_reads_as_a_lesson_with_the_rest_folded_away():

@@ -47,9 +47,29 @@ def shipped():
 
 @pytest.fixture(scope="module")
 def page():
-    at = app_page(STEM)
+    at = app_page(STEM, query=OPEN)
     assert_no_exception(at)
     return at
+
+
+#: The page's folded sections (the schedule and both animations), opened through the URL as a shared link can.
+OPEN = {"diff_schedule_open": "true", "diff_seeds_open": "true", "diff_flow_open": "true"}
+
+
+def test_the_animations_and_the_schedule_are_sent_only_once_opened():
+    at = app_page(STEM)
+    assert_no_exception(at)
+    shown = charts(at)
+    assert set(shown) == {"diff_real", "diff_forward", "diff_loss", "diff_reverse", "diff_nearest", "diff_field",
+                          "diff_vs_llm"}
+    assert not any(spec.get("frames") for spec in shown.values())  # no animation frames travel while folded
+    assert [e.label for e in at.expander][:3] == ["How fast is the image replaced by noise?",
+                                                  "Eight seeds forming at once (animation)",
+                                                  "300 points flowing onto the shape (animation)"]
+    at.session_state["diff_flow_open"] = True  # the learner opens one
+    at.run()
+    assert_no_exception(at)
+    assert len(charts(at)["diff_flow"]["frames"]) == 26 and "diff_seeds" not in charts(at)
 
 
 def test_forward_process_and_noise_check_are_computed(page):

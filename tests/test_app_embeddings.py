@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import numpy as np
 import pytest
@@ -136,8 +137,20 @@ def test_poor_analogy_is_called_poor():
     assert any("**Poor.**" in e.value and "the analogy failed" in e.value for e in at.error)
 
 
-def test_layer_slider_does_not_rerun_the_model():
+def test_every_sentence_view_is_sent_only_once_opened():
     at = app_page("embeddings")
+    assert_no_exception(at)
+    titles = [json.loads(c.proto.spec)["layout"].get("title", {}).get("text", "") for c in at.get("plotly_chart")]
+    assert not any(t.startswith("Cosine at layer") for t in titles) and len(titles) == 8
+    at.session_state["emb_ctx_open"] = True
+    at.run()
+    assert_no_exception(at)
+    titles = [json.loads(c.proto.spec)["layout"].get("title", {}).get("text", "") for c in at.get("plotly_chart")]
+    assert "Cosine at layer 6" in titles and len(titles) == 10
+
+
+def test_layer_slider_does_not_rerun_the_model():
+    at = app_page("embeddings", query={"emb_ctx_open": "true"})
     lm = load_model("smollm2-135m-instruct")
     before = lm.stats.forward_calls
     first = chart(at, "heatmap", 2)

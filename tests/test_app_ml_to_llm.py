@@ -199,3 +199,23 @@ def test_mixture_table_compares_like_with_like():
 
 def test_map_simplification_is_said_next_to_the_gaussian_mixture(default_page):
     assert any("predate deep learning" in i.value for i in default_page.info)
+
+
+def test_folded_details_are_sent_only_once_opened(real_lm):
+    """The per-token table of p(x) and the exact classification prompt are folded: closed, nothing of them is sent;
+    opened, the table holds every scored token of both sentences and the prompt holds the review."""
+    at = open_page()
+    assert_no_exception(at)
+    assert not any(d.key == "ml_px_table" for d in at.dataframe) and not any("Sentiment:" in c.value for c in at.code)
+    at.session_state["ml_px_tokens"] = True
+    at.session_state["ml_pyx_prompt"] = True
+    at.run()
+    assert_no_exception(at)
+    from engine.scoring import score_text
+
+    table = next(d.value for d in at.dataframe if "log p" in d.value.columns)
+    scored = [score_text(real_lm, s).tokens for s in ("The cat sat on the mat.", "The mat sat on the cat.")]
+    assert list(table["sentence"]).count("A") == len(scored[0]) and list(table["sentence"]).count("B") == len(scored[1])
+    assert table["log p"].sum() == pytest.approx(sum(t.logprob for s in scored for t in s), abs=1e-3)
+    prompt = next(c.value for c in at.code if "Sentiment:" in c.value)
+    assert "The food was cold and the waiter was rude." in prompt

@@ -21,7 +21,8 @@ PAYLOAD = (
     ("stem", "key", "title"),
     [
         ("", "prompt", "Try it: what comes next?"),
-        ("attention", "prompt", "Attention"),
+        # its folded sections open, as a link can open them: bertviz's iframe and the generated tokens' table
+        ("attention?at_bertviz=true&at_writing=true&at_by_hand=true", "prompt", "Attention"),
         ("tokenization", "prompt", "Tokenization"),
         ("next_token", "prompt", "Next-token prediction"),
         ("prompts", "pr_user", "Prompts"),
@@ -31,8 +32,10 @@ def test_script_payload_in_a_shared_link_executes_nothing(page, stem, key, title
     pg = page.page
     dialogs: list[str] = []
     pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    pg.goto(f"{page.base}/{stem}?{key}={quote(PAYLOAD)}")
+    pg.goto(f"{page.base}/{stem}{'&' if '?' in stem else '?'}{key}={quote(PAYLOAD)}")
     wait_for_app(pg, title)
+    if "at_bertviz" in stem:
+        pg.wait_for_selector('iframe[title="st.iframe"], [data-testid="stIFrame"]', state="attached", timeout=60_000)
     pg.wait_for_timeout(2000)  # give any injected handler (iframes, images) time to fire
     for frame in pg.frames:  # the page and every iframe it embeds (bertviz, components)
         try:
