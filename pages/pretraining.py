@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from components import caches
-from components.display import csv_download, empty_text_notice, show_chart, show_error
+from components.display import csv_download, empty_text_notice, folded, show_chart, show_error
 from components.figures.bars import baseline_figure, before_after_tokens_figure, token_loss_figure
 from components.figures.html import surprise_html, surprise_legend_html
 from components.figures.lines import step_sweep_figure
@@ -80,28 +80,30 @@ if score is not None:
         f"(p = {best.prob:.1%}). The first token is predicted from `{text_start_name(lm)}` alone: the token that "
         "separates documents in the training text, so the model reads yours as the start of a new document."
     )
-    with st.expander("Why that token? The first token's loss with each choice", icon=":material/compare:"):
-        st.markdown(
-            "SmolLM2's tokenizer calls `<|im_start|>` its *beginning* token, but that token opens a **chat turn** "
-            "(a role name such as `user` follows it). Plain text in the training data follows `<|endoftext|>`. "
-            f"Here is your text (its first {CONDITIONING_TOKENS} tokens at most) scored after each, and after "
-            "nothing (then its first token cannot be scored):"
-        )
-        try:
-            cond = caches.conditioning(key, text)
-        except InputError as err:
-            show_error(err)
-        else:
-            st.dataframe(pd.DataFrame([
-                {"before the text": r.choice, "first token's loss (nats)": r.first_loss,
-                 "perplexity (all scored tokens)": r.perplexity,
-                 "perplexity (tokens 2, 3, …: same for all)": r.rest_perplexity} for r in cond
-            ]), hide_index=True, width="stretch",
-                column_config={c: st.column_config.NumberColumn(format="%.2f") for c in (
-                    "first token's loss (nats)", "perplexity (all scored tokens)",
-                    "perplexity (tokens 2, 3, …: same for all)")})
-            st.caption("Lower is better. The pages that score plain text (this one, Evaluation, From ML to LLMs) "
-                       "all use the first row's token.")
+    box, is_open = folded("Why that token? The first token's loss with each choice", "pt_why_open", ":material/compare:")
+    with box:
+        if is_open:
+            st.markdown(
+                "SmolLM2's tokenizer calls `<|im_start|>` its *beginning* token, but that token opens a **chat turn** "
+                "(a role name such as `user` follows it). Plain text in the training data follows `<|endoftext|>`. "
+                f"Here is your text (its first {CONDITIONING_TOKENS} tokens at most) scored after each, and after "
+                "nothing (then its first token cannot be scored):"
+            )
+            try:
+                cond = caches.conditioning(key, text)
+            except InputError as err:
+                show_error(err)
+            else:
+                st.dataframe(pd.DataFrame([
+                    {"before the text": r.choice, "first token's loss (nats)": r.first_loss,
+                     "perplexity (all scored tokens)": r.perplexity,
+                     "perplexity (tokens 2, 3, …: same for all)": r.rest_perplexity} for r in cond
+                ]), hide_index=True, width="stretch",
+                    column_config={c: st.column_config.NumberColumn(format="%.2f") for c in (
+                        "first token's loss (nats)", "perplexity (all scored tokens)",
+                        "perplexity (tokens 2, 3, …: same for all)")})
+                st.caption("Lower is better. The pages that score plain text (this one, Evaluation, From ML to LLMs) "
+                           "all use the first row's token.")
     table = pd.DataFrame(
         {
             "position": [t.position for t in score.tokens],
@@ -112,9 +114,11 @@ if score is not None:
             "rank": [t.rank for t in score.tokens],
         }
     )
-    with st.expander("Every token's numbers", icon=":material/table:"):
-        st.dataframe(table, hide_index=True, width="stretch")
-        csv_download(table, "token_losses.csv", key="pt_csv")
+    box, is_open = folded("Every token's numbers", "pt_table_open", ":material/table:")
+    with box:
+        if is_open:
+            st.dataframe(table, hide_index=True, width="stretch")
+            csv_download(table, "token_losses.csv", key="pt_csv")
 
     # -------------------------------------------------------------------------------------------- baselines
     st.subheader("2. Natural text vs the same words shuffled vs random tokens")

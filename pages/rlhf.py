@@ -3,7 +3,7 @@
 import streamlit as st
 
 from components import caches
-from components.display import empty_text_notice, show_chart, show_error
+from components.display import empty_text_notice, folded, show_chart, show_error
 from components.figures.preference import (
     answers_table,
     best_of_n_figure,
@@ -167,9 +167,11 @@ if report is not None:
             "tokens."
         )
     st.markdown(verdict)
-    with st.expander("Every held-out pair, its rewards" + (" and its likelihoods" if likelihoods else ""),
-                     icon=":material/table:"):
-        st.dataframe(reward_table(report, likelihoods), hide_index=True)
+    box, is_open = folded("Every held-out pair, its rewards" + (" and its likelihoods" if likelihoods else ""),
+                          "rl_pairs_open", ":material/table:")
+    with box:
+        if is_open:
+            st.dataframe(reward_table(report, likelihoods), hide_index=True)
 
     st.markdown(
         f"**How a reward model can be gamed.** It only learned what separated the training pairs. Below, answers get "

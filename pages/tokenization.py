@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from components import caches
-from components.display import cached_chart, csv_download, show_error, tokenizer_chips
+from components.display import cached_chart, csv_download, folded, show_error, tokenizer_chips
 from components.figures.bars import byte_length_figure, comparison_figure
 from components.figures.html import chips_html, wordpiece_chips_html
 from components.figures.tables import tokens_table
@@ -137,10 +137,12 @@ else:
         if caches.vocabulary_summary(key).multi_digit == 0:
             note += ": this vocabulary has no multi-digit entries, so the model sees numbers one digit at a time"
         st.caption(note + ".")
-    with st.expander("Token table", icon=":material/table:"):
-        table = tokens_table(result.pieces)
-        st.dataframe(table, hide_index=True, width="stretch")
-        csv_download(table, "tokens.csv", key="tok_csv")
+    box, is_open = folded("Token table", "tok_table_open", ":material/table:")
+    with box:
+        if is_open:
+            table = tokens_table(result.pieces)
+            st.dataframe(table, hide_index=True, width="stretch")
+            csv_download(table, "tokens.csv", key="tok_csv")
     st.caption(
         f"Round trip: decoding these {stats.tokens:,} ids gives back "
         + ("exactly the text you typed." if result.round_trip else "a different text (this is a bug).")
@@ -193,10 +195,12 @@ st.markdown(
 )
 special_rows = pd.DataFrame(tok.control_token_rows(summary.specials, lm.info.eos_token),
                             columns=["id", "token", "role"])
-with st.expander(f"The {len(summary.specials)} control tokens", icon=":material/key:"):
-    st.dataframe(special_rows, hide_index=True, width="stretch")
-    st.caption("A one-message chat, laid out with them exactly as the model reads it:")
-    st.code(lm.chat_prompt([{"role": "user", "content": "Hi"}]), language=None, wrap_lines=True)
+box, is_open = folded(f"The {len(summary.specials)} control tokens", "tok_specials_open", ":material/key:")
+with box:
+    if is_open:
+        st.dataframe(special_rows, hide_index=True, width="stretch")
+        st.caption("A one-message chat, laid out with them exactly as the model reads it:")
+        st.code(lm.chat_prompt([{"role": "user", "content": "Hi"}]), language=None, wrap_lines=True)
 
 look_id, look_text = st.columns(2)
 with look_id:
@@ -242,8 +246,10 @@ longest = pd.DataFrame(
     [{"id": i, "entry (· = space, ↵ = new line)": visible_whitespace(t, spaces=True), "bytes": n}
      for i, t, n in tok.longest_entries(summary)]
 )
-with st.expander("The longest entries", icon=":material/straighten:"):
-    st.dataframe(longest, hide_index=True, width="stretch")
+box, is_open = folded("The longest entries", "tok_longest_open", ":material/straighten:")
+with box:
+    if is_open:
+        st.dataframe(longest, hide_index=True, width="stretch")
 
 # ------------------------------------------------------------------------------------------------ wordpiece
 st.subheader("Another model, another tokenizer: WordPiece")

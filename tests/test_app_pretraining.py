@@ -15,7 +15,21 @@ from tests.conftest import metric_value as _metric
 
 @pytest.fixture(scope="module")
 def page():
-    return app_page("pretraining", query={"pt_text": "The capital of France is Paris."})
+    # its two folded tables open, as a link can open them (closed, they are neither computed nor sent)
+    return app_page("pretraining", query={"pt_text": "The capital of France is Paris.", "pt_why_open": "true",
+                                          "pt_table_open": "true"})
+
+
+def test_the_folded_tables_are_computed_only_once_opened(real_lm):
+    at = app_page("pretraining", query={"pt_text": "Folded tables wait for a learner to open them."})
+    assert_no_exception(at)
+    assert not at.dataframe
+    before = real_lm.stats.forward_calls
+    at.session_state["pt_why_open"] = True
+    at.run()
+    assert_no_exception(at)
+    assert real_lm.stats.forward_calls > before  # the comparison of start tokens ran now, not before
+    assert [list(d.value.columns)[0] for d in at.dataframe] == ["before the text"]
 
 
 def test_scores_match_the_engine_and_baselines_are_ordered(page, real_lm):

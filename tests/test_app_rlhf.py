@@ -118,7 +118,7 @@ def test_teacher_reset_clears_the_shared_set(page):
 def test_the_lms_own_likelihoods_come_when_asked_and_match_the_engine(real_lm):
     """The held-out pairs' likelihoods (24 answers through the language model, ~2 s) wait for their switch; then the
     table's columns and the sentence's count are the engine's numbers."""
-    at = app_page("rlhf", timeout=900)
+    at = app_page("rlhf", query={"rl_pairs_open": "true"}, timeout=900)  # the folded table of pairs, opened
     assert_no_exception(at)
     rewards_only = next(d.value for d in at.dataframe if "r(chosen)" in d.value)
     assert "log p(chosen) by the LM" not in rewards_only

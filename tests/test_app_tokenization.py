@@ -234,3 +234,21 @@ def test_wordpiece_section_handles_long_and_hostile_prompts():
     at = app_page("tokenization", query={"prompt": "<script>alert(1)</script>\x07"})
     assert_no_exception(at)
     assert "<script>" not in "".join(h.proto.body for h in at.get("html"))
+
+
+def test_folded_tables_are_sent_only_once_opened(real_lm):
+    """Token table, control tokens and longest entries are folded: closed, none is sent; opened, each holds the
+    tokenizer's own values (the prompt's ids in order, every control token, entries longest first)."""
+    text = "Tokenizers split text into pieces."
+    at = app_page("tokenization", query={"prompt": text})
+    assert_no_exception(at)
+    assert not any(c in d.value.columns for d in at.dataframe for c in ("vocabulary entry", "role", "bytes"))
+    for key in ("tok_table_open", "tok_specials_open", "tok_longest_open"):
+        at.session_state[key] = True
+    at.run()
+    assert_no_exception(at)
+    assert _frame(at, "vocabulary entry")["id"].tolist() == real_lm.encode(text)
+    specials = _frame(at, "role")
+    assert len(specials) == len(real_lm.special_tokens()) and real_lm.info.eos_token in specials["token"].tolist()
+    longest = next(d.value for d in at.dataframe if list(d.value.columns)[-1] == "bytes" and "position" not in d.value)
+    assert longest["bytes"].is_monotonic_decreasing and longest["bytes"].iloc[0] > 10
