@@ -5,7 +5,7 @@ import streamlit as st
 
 from components import caches
 from components.display import show_error, token_chips
-from components.frame import end_page, ensure_frame, page_links
+from components.frame import end_page, ensure_frame, fragment, page_links
 from components.inputs import prompt_input
 from components.model import require_lm
 from components.state import current_run, first_time_finished, reset_run, start_run, stop_run
@@ -164,7 +164,7 @@ if b2.button("Reset", icon=":material/restart_alt:", key="ft_reset", disabled=ru
     st.toast("Adapter removed: you are back to the original model.")
 
 
-@st.fragment(run_every=1.0 if run is not None and not run.run.finished else None)
+@fragment(run_every=1.0 if run is not None and not run.run.finished else None)
 def live_training() -> None:
     """Redraws every second while the session's run is queued or training (the training runs in its own thread)."""
     live = current_run(key)

@@ -13,7 +13,7 @@ from components.display import cached_chart, csv_download, empty_text_notice, sh
 from components.figures.bars import probability_bars
 from components.figures.html import continued_text_html
 from components.figures.lines import entropy_steps_figure
-from components.frame import end_page, ensure_frame
+from components.frame import end_page, ensure_frame, fragment
 from components.inputs import cleaned, fast_generation_toggle, prompt_input
 from components.model import require_lm
 from engine.lm import MAX_INPUT_TOKENS, MAX_NEW_TOKENS, InputError, check_length
@@ -187,36 +187,45 @@ st.markdown(
     "The same loop, run by the computer: predict, pick, append, repeat. With temperature 0 it always takes the "
     "top token; above 0 it samples (seed 0, so the same settings give the same text)."
 )
-c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="center")
-n_new = c1.slider("New tokens", 10, MAX_NEW_TOKENS, 60, step=10, key="nt_len", bind="query-params")
-temp = c2.slider("Temperature", 0.0, 1.5, 0.0, step=0.1, key="nt_temp", bind="query-params",
-                 help="0 = greedy. See the Temperature & sampling page.")
-with c3:
-    fast = fast_generation_toggle("nt_fast")
-clicked = st.button("Generate", icon=":material/play_arrow:", type="primary", key="nt_generate")
-request = (ids, int(n_new), float(temp), bool(fast))
-out_box, rate_box = st.empty(), st.empty()
-if clicked:  # streamed live, so not cached: the page shows the text as it arrives, redrawn a few times a second
-    def draw(t) -> None:
-        out_box.html(continued_text_html(text + added, t.text))
-        rate_box.caption(f":material/speed: {t.tokens} tokens in {t.seconds:.1f} s: **{t.tokens_per_s:.1f} tokens/s**")
 
-    tally = stream_text(lm.generate_stream(ids, n_new, temperature=temp, seed=0, fast=fast), draw)
-    st.session_state[GEN] = {"request": request, "text": tally.text, "tokens": tally.tokens, "seconds": tally.seconds,
-                             "first_token_s": tally.first_token_s, "tokens_per_s": tally.tokens_per_s,
-                             "fast": tally.fast}
-saved = st.session_state.get(GEN)
-if saved and saved["request"] == request:
-    out_box.html(continued_text_html(text + added, saved["text"]))
-    ended = " It stopped at the end-of-reply token." if saved["tokens"] < n_new else ""
-    how = ("4-bit weights, bfloat16 arithmetic: close to the float32 path, not equal" if saved["fast"]
-           else "float32 arithmetic on the 4-bit weights unpacked to float32")
-    if fast and not saved["fast"]:
-        how += "; the 4-bit copy was still being prepared, so this run used float32"
-    rate_box.caption(
-        f":material/speed: {saved['tokens']} tokens in {saved['seconds']:.1f} s: **{saved['tokens_per_s']:.1f} "
-        f"tokens/s** on this CPU, first token after {(saved['first_token_s'] or 0) * 1000:.0f} ms ({how}; one forward pass "
-        f"per token, reusing the cached keys and values of earlier tokens).{ended}"
-    )
-elif not clicked:
-    rate_box.caption("Press **Generate** to watch the text appear token by token.")
+
+@fragment
+def generate_section(lm, prompt: str, ids: tuple[int, ...]) -> None:
+    """Generate, as a fragment: its controls and the press rerun only this section, so the page above is neither
+    run nor redrawn while the text streams (the first token comes sooner, and the browser only draws the text)."""
+    c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="center")
+    n_new = c1.slider("New tokens", 10, MAX_NEW_TOKENS, 60, step=10, key="nt_len", bind="query-params")
+    temp = c2.slider("Temperature", 0.0, 1.5, 0.0, step=0.1, key="nt_temp", bind="query-params",
+                     help="0 = greedy. See the Temperature & sampling page.")
+    with c3:
+        fast = fast_generation_toggle("nt_fast")
+    clicked = st.button("Generate", icon=":material/play_arrow:", type="primary", key="nt_generate")
+    request = (ids, int(n_new), float(temp), bool(fast))
+    out_box, rate_box = st.empty(), st.empty()
+    if clicked:  # streamed live, so not cached: the page shows the text as it arrives, redrawn a few times a second
+        def draw(t) -> None:
+            out_box.html(continued_text_html(prompt, t.text))
+            rate_box.caption(f":material/speed: {t.tokens} tokens in {t.seconds:.1f} s: **{t.tokens_per_s:.1f} tokens/s**")
+
+        tally = stream_text(lm.generate_stream(ids, n_new, temperature=temp, seed=0, fast=fast), draw)
+        st.session_state[GEN] = {"request": request, "text": tally.text, "tokens": tally.tokens, "seconds": tally.seconds,
+                                 "first_token_s": tally.first_token_s, "tokens_per_s": tally.tokens_per_s,
+                                 "fast": tally.fast}
+    saved = st.session_state.get(GEN)
+    if saved and saved["request"] == request:
+        out_box.html(continued_text_html(prompt, saved["text"]))
+        ended = " It stopped at the end-of-reply token." if saved["tokens"] < n_new else ""
+        how = ("4-bit weights, bfloat16 arithmetic: close to the float32 path, not equal" if saved["fast"]
+               else "float32 arithmetic on the 4-bit weights unpacked to float32")
+        if fast and not saved["fast"]:
+            how += "; the 4-bit copy was still being prepared, so this run used float32"
+        rate_box.caption(
+            f":material/speed: {saved['tokens']} tokens in {saved['seconds']:.1f} s: **{saved['tokens_per_s']:.1f} "
+            f"tokens/s** on this CPU, first token after {(saved['first_token_s'] or 0) * 1000:.0f} ms ({how}; one forward pass "
+            f"per token, reusing the cached keys and values of earlier tokens).{ended}"
+        )
+    elif not clicked:
+        rate_box.caption("Press **Generate** to watch the text appear token by token.")
+
+
+generate_section(lm, text + added, ids)

@@ -4,9 +4,9 @@ import pandas as pd
 import streamlit as st
 
 from components import caches
-from components.display import csv_download, show_chart, show_error, token_chips
+from components.display import csv_download, show_chart, show_error, stream_text, token_chips
 from components.figures.bars import label_figure, probability_bars
-from components.frame import ensure_frame
+from components.frame import ensure_frame, fragment
 from components.inputs import clean_text, cleaned, fast_generation_toggle
 from components.model import require_lm
 from engine.prompting import (
@@ -233,73 +233,81 @@ st.markdown(
     "templated into one string, and the model generates the reply token by token. This is "
     f"{lm.info.name}, a model with {lm.info.parameters:,} parameters: expect fluent text and frequent mistakes."
 )
-st.session_state.setdefault(HISTORY_KEY, [])
-history: list[dict[str, str]] = st.session_state[HISTORY_KEY]
-c_sys, c_len, c_temp, c_fast = st.columns([3, 1, 1, 1], vertical_alignment="center")
-chat_system = cleaned(c_sys.text_area("System prompt for the chat", value="You are a helpful assistant.",
-                                      key="pr_chat_system", height=68), limit=500)
-max_new = c_len.slider("Reply length cap (tokens)", 16, 200, 96, step=8, key="pr_chat_len")
-temperature = c_temp.slider("Temperature", 0.0, 1.5, 0.0, step=0.1, key="pr_chat_temp",
-                            help="0 = always the most likely token.")
-with c_fast:
-    fast = fast_generation_toggle("pr_fast")
-turns = sum(m["role"] == "user" for m in history)
-box = st.container(border=True)
-with box:
-    if not history:
-        st.caption("No messages yet. Say hello below.")
-    for m in history:
-        with st.chat_message(m["role"]):
-            st.text(m["content"])
-    new_area = st.container()  # the exchange being generated appears above the input box, after the history
-    full = turns >= MAX_CHAT_TURNS
-    prompt = st.chat_input(
-        "Conversation full: reset to start again" if full else "Your message", key="pr_chat_input", max_chars=1000,
-        disabled=full,
-    )
-    if prompt is not None and not full:
-        msg, _ = clean_text(prompt, limit=1000)
-        if not msg.strip():
-            new_area.caption(":material/info: Empty message ignored.")
-        else:
-            with new_area.chat_message("user"):
-                st.text(msg)
-            convo = ([{"role": "system", "content": chat_system}] if chat_system.strip() else []) + history + [
-                {"role": "user", "content": msg}
-            ]
-            try:
-                kept, dropped = trim_history(lm, convo, MAX_CHAT_TOKENS)
-            except ValueError as err:
-                with new_area:
-                    show_error(err)
+
+
+@fragment
+def chat_section(lm, key: str) -> None:
+    """The chat, as a fragment: a message and its streamed reply rerun only this section, not the lessons above."""
+    st.session_state.setdefault(HISTORY_KEY, [])
+    history: list[dict[str, str]] = st.session_state[HISTORY_KEY]
+    c_sys, c_len, c_temp, c_fast = st.columns([3, 1, 1, 1], vertical_alignment="center")
+    chat_system = cleaned(c_sys.text_area("System prompt for the chat", value="You are a helpful assistant.",
+                                          key="pr_chat_system", height=68), limit=500)
+    max_new = c_len.slider("Reply length cap (tokens)", 16, 200, 96, step=8, key="pr_chat_len")
+    temperature = c_temp.slider("Temperature", 0.0, 1.5, 0.0, step=0.1, key="pr_chat_temp",
+                                help="0 = always the most likely token.")
+    with c_fast:
+        fast = fast_generation_toggle("pr_fast")
+    turns = sum(m["role"] == "user" for m in history)
+    box = st.container(border=True)
+    with box:
+        if not history:
+            st.caption("No messages yet. Say hello below.")
+        for m in history:
+            with st.chat_message(m["role"]):
+                st.text(m["content"])
+        new_area = st.container()  # the exchange being generated appears above the input box, after the history
+        full = turns >= MAX_CHAT_TURNS
+        prompt = st.chat_input(
+            "Conversation full: reset to start again" if full else "Your message", key="pr_chat_input", max_chars=1000,
+            disabled=full,
+        )
+        if prompt is not None and not full:
+            msg, _ = clean_text(prompt, limit=1000)
+            if not msg.strip():
+                new_area.caption(":material/info: Empty message ignored.")
             else:
-                if dropped:
-                    new_area.caption(f":material/info: {dropped} oldest message(s) no longer fit and were left out.")
-                ids = lm.encode(lm.chat_prompt(kept))
-                stream = lm.generate_stream(ids, max_new, temperature=temperature, top_k=0, top_p=1.0, seed=0,
-                                            fast=fast)
-                with new_area.chat_message("assistant"):
-                    reply = st.write_stream(step.text for step in stream)
-                reply = reply if isinstance(reply, str) else "".join(map(str, reply))
-                history.append({"role": "user", "content": msg})
-                history.append({"role": "assistant", "content": reply.strip() or "(empty reply)"})
-                turns += 1
-st.caption(
-    f"{turns} of {MAX_CHAT_TURNS} turns used. Replies stop at {max_new} tokens or at `<|im_end|>`. When the "
-    f"conversation outgrows {MAX_CHAT_TOKENS} tokens, whole turns are dropped, oldest first; the system prompt is "
-    "always kept. "
-    + ("Replies use the fast 4-bit mode: close to the float32 path, not equal." if fast
-       else "Replies use float32 arithmetic on the 4-bit weights unpacked to float32.")
-)
-r_col, _ = st.columns([1, 3])
-if r_col.button("Reset the chat", icon=":material/restart_alt:", key="pr_chat_reset"):
-    st.session_state[HISTORY_KEY] = []
-    st.rerun()
-with st.expander("The exact text the model reads for this conversation", icon=":material/code:"):
-    convo = ([{"role": "system", "content": chat_system}] if chat_system.strip() else []) + history
-    if not convo:
-        st.caption("Nothing yet: the conversation is empty.")
-    else:
-        view = caches.render_chat(key, tuple((m["role"], m["content"]) for m in convo), True)
-        st.caption(f"{view.n_tokens:,} tokens.")
-        st.code(view.text, language=None, wrap_lines=True)
+                with new_area.chat_message("user"):
+                    st.text(msg)
+                convo = ([{"role": "system", "content": chat_system}] if chat_system.strip() else []) + history + [
+                    {"role": "user", "content": msg}
+                ]
+                try:
+                    kept, dropped = trim_history(lm, convo, MAX_CHAT_TOKENS)
+                except ValueError as err:
+                    with new_area:
+                        show_error(err)
+                else:
+                    if dropped:
+                        new_area.caption(f":material/info: {dropped} oldest message(s) no longer fit and were left out.")
+                    ids = lm.encode(lm.chat_prompt(kept))
+                    stream = lm.generate_stream(ids, max_new, temperature=temperature, top_k=0, top_p=1.0, seed=0,
+                                                fast=fast)
+                    with new_area.chat_message("assistant"):
+                        spot = st.empty()
+                        reply = stream_text(stream, lambda t: spot.text(t.text)).text
+                    history.append({"role": "user", "content": msg})
+                    history.append({"role": "assistant", "content": reply.strip() or "(empty reply)"})
+                    turns += 1
+    st.caption(
+        f"{turns} of {MAX_CHAT_TURNS} turns used. Replies stop at {max_new} tokens or at `<|im_end|>`. When the "
+        f"conversation outgrows {MAX_CHAT_TOKENS} tokens, whole turns are dropped, oldest first; the system prompt is "
+        "always kept. "
+        + ("Replies use the fast 4-bit mode: close to the float32 path, not equal." if fast
+           else "Replies use float32 arithmetic on the 4-bit weights unpacked to float32.")
+    )
+    r_col, _ = st.columns([1, 3])
+    if r_col.button("Reset the chat", icon=":material/restart_alt:", key="pr_chat_reset"):
+        st.session_state[HISTORY_KEY] = []
+        st.rerun()
+    with st.expander("The exact text the model reads for this conversation", icon=":material/code:"):
+        convo = ([{"role": "system", "content": chat_system}] if chat_system.strip() else []) + history
+        if not convo:
+            st.caption("Nothing yet: the conversation is empty.")
+        else:
+            view = caches.render_chat(key, tuple((m["role"], m["content"]) for m in convo), True)
+            st.caption(f"{view.n_tokens:,} tokens.")
+            st.code(view.text, language=None, wrap_lines=True)
+
+
+chat_section(lm, key)

@@ -12,7 +12,7 @@ from components.figures.preference import (
     reward_pairs_figure,
     reward_table,
 )
-from components.frame import ensure_frame, page_links
+from components.frame import ensure_frame, fragment, page_links
 from components.inputs import prompt_input
 from components.model import require_lm
 from components.state import (
@@ -226,7 +226,7 @@ if run_clicked:
     run = current_dpo(key)
 
 
-@st.fragment(run_every=1.0 if run is not None and not run.finished else None)
+@fragment(run_every=1.0 if run is not None and not run.finished else None)
 def dpo_progress():
     """Live view of this session's DPO run (polled; the training thread never touches Streamlit)."""
     live = current_dpo(key)
