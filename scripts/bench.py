@@ -296,10 +296,11 @@ def measure_server(sessions: int) -> dict:
         "peak_rss_mb": memory.get("VmHWM"),
         "rss_after_mb": memory.get("VmRSS"),
         "page_errors": len(page_errors),
+        "page_error_examples": [e[:200] for e in page_errors[:3]],
     }
 
 
-#: The heaviest thing each page can be asked to do, as (page, widgets to set, button to press).
+#: The heaviest thing each page can be asked to do, as (page[?query], widgets to set, button to press).
 MAIN_ACTIONS = [
     ("next_token", {"nt_len": 120}, "nt_generate"),
     ("next_token", {"nt_len": 60, "nt_fast": False}, "nt_generate"),
@@ -308,7 +309,7 @@ MAIN_ACTIONS = [
     ("pretraining", {}, None),
     ("context_window", {"cw_score": True}, None),
     ("rlhf", {"rl_likelihood": True}, "rl_run_dpo"),
-    ("attention", {"at_gen": 12}, None),
+    ("attention?at_writing=true", {"at_gen": 12}, None),  # its folded "while the model writes" section, opened
     ("embeddings", {}, None),
 ]
 
@@ -320,9 +321,10 @@ def _use_main_actions(base: str) -> list[str]:
 
     async def run() -> list[str]:
         problems: list[str] = []
-        for page, widgets, button in MAIN_ACTIONS:
+        for target, widgets, button in MAIN_ACTIONS:
+            page, _, query = target.partition("?")
             async with LiveSession(base, timeout=300) as s:
-                results = [await s.open(page)]
+                results = [await s.open(page, query)]
                 if widgets or button:
                     results.append(await s.act(set=widgets or None, press=button))
                 for r in results:
