@@ -187,18 +187,19 @@ st.markdown(
     "The same loop, run by the computer: predict, pick, append, repeat. With temperature 0 it always takes the "
     "top token; above 0 it samples (seed 0, so the same settings give the same text)."
 )
+c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="center")
+n_new = c1.slider("New tokens", 10, MAX_NEW_TOKENS, 60, step=10, key="nt_len", bind="query-params")
+temp = c2.slider("Temperature", 0.0, 1.5, 0.0, step=0.1, key="nt_temp", bind="query-params",
+                 help="0 = greedy. See the Temperature & sampling page.")
+with c3:
+    fast = fast_generation_toggle("nt_fast")
 
 
 @fragment
-def generate_section(lm, prompt: str, ids: tuple[int, ...]) -> None:
-    """Generate, as a fragment: its controls and the press rerun only this section, so the page above is neither
-    run nor redrawn while the text streams (the first token comes sooner, and the browser only draws the text)."""
-    c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="center")
-    n_new = c1.slider("New tokens", 10, MAX_NEW_TOKENS, 60, step=10, key="nt_len", bind="query-params")
-    temp = c2.slider("Temperature", 0.0, 1.5, 0.0, step=0.1, key="nt_temp", bind="query-params",
-                     help="0 = greedy. See the Temperature & sampling page.")
-    with c3:
-        fast = fast_generation_toggle("nt_fast")
+def generate_section(lm, prompt: str, ids: tuple[int, ...], n_new: int, temp: float, fast: bool) -> None:
+    """Generate, as a fragment: the press reruns only this section, so the page above is neither run nor redrawn
+    while the text streams (the first token comes sooner, and the browser only draws the text). The settings stay
+    outside it: a change reruns the page, so the sidebar's share link carries them."""
     clicked = st.button("Generate", icon=":material/play_arrow:", type="primary", key="nt_generate")
     request = (ids, int(n_new), float(temp), bool(fast))
     out_box, rate_box = st.empty(), st.empty()
@@ -228,4 +229,4 @@ def generate_section(lm, prompt: str, ids: tuple[int, ...]) -> None:
         rate_box.caption("Press **Generate** to watch the text appear token by token.")
 
 
-generate_section(lm, text + added, ids)
+generate_section(lm, text + added, ids, int(n_new), float(temp), bool(fast))

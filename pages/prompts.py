@@ -233,21 +233,22 @@ st.markdown(
     "templated into one string, and the model generates the reply token by token. This is "
     f"{lm.info.name}, a model with {lm.info.parameters:,} parameters: expect fluent text and frequent mistakes."
 )
+c_sys, c_len, c_temp, c_fast = st.columns([3, 1, 1, 1], vertical_alignment="center")
+chat_system = cleaned(c_sys.text_area("System prompt for the chat", value="You are a helpful assistant.",
+                                      key="pr_chat_system", height=68), limit=500)
+max_new = c_len.slider("Reply length cap (tokens)", 16, 200, 96, step=8, key="pr_chat_len")
+temperature = c_temp.slider("Temperature", 0.0, 1.5, 0.0, step=0.1, key="pr_chat_temp",
+                            help="0 = always the most likely token.")
+with c_fast:
+    fast = fast_generation_toggle("pr_fast")
 
 
 @fragment
-def chat_section(lm, key: str) -> None:
-    """The chat, as a fragment: a message and its streamed reply rerun only this section, not the lessons above."""
+def chat_section(lm, key: str, chat_system: str, max_new: int, temperature: float, fast: bool) -> None:
+    """The chat, as a fragment: a message and its streamed reply rerun only this section, not the lessons above. The
+    settings stay outside it: a change reruns the page, so the sidebar's share link carries them."""
     st.session_state.setdefault(HISTORY_KEY, [])
     history: list[dict[str, str]] = st.session_state[HISTORY_KEY]
-    c_sys, c_len, c_temp, c_fast = st.columns([3, 1, 1, 1], vertical_alignment="center")
-    chat_system = cleaned(c_sys.text_area("System prompt for the chat", value="You are a helpful assistant.",
-                                          key="pr_chat_system", height=68), limit=500)
-    max_new = c_len.slider("Reply length cap (tokens)", 16, 200, 96, step=8, key="pr_chat_len")
-    temperature = c_temp.slider("Temperature", 0.0, 1.5, 0.0, step=0.1, key="pr_chat_temp",
-                                help="0 = always the most likely token.")
-    with c_fast:
-        fast = fast_generation_toggle("pr_fast")
     turns = sum(m["role"] == "user" for m in history)
     box = st.container(border=True)
     with box:
@@ -310,4 +311,4 @@ def chat_section(lm, key: str) -> None:
             st.code(view.text, language=None, wrap_lines=True)
 
 
-chat_section(lm, key)
+chat_section(lm, key, chat_system, int(max_new), float(temperature), bool(fast))

@@ -13,10 +13,14 @@ pytestmark = pytest.mark.browser
 
 def test_diffusion_deep_link_shows_live_images(page):
     rp = page
-    rp.page.goto(rp.base + "/diffusion?diff_digit=7&diff_seed=4")
+    # The link opens the seeds' animation (a folded section, open in the URL); the learner opens the 2-D one.
+    rp.page.goto(rp.base + "/diffusion?diff_digit=7&diff_seed=4&diff_seeds_open=true")
     wait_for_app(rp.page, "Diffusion models")
     main = rp.page.locator('[data-testid="stMain"]')
     main.get_by_text("Seed 4, digit 7, w = 2.").wait_for(timeout=120_000)
+    main.get_by_text("Press ▶ Play to watch all of them form").wait_for(timeout=120_000)
+    assert main.get_by_text("Press ▶ Play: 300 points").count() == 0  # folded: not sent until opened
+    main.locator('[data-testid="stExpander"] summary').filter(has_text="300 points flowing onto the shape").click()
     main.get_by_text("Press ▶ Play: 300 points").wait_for(timeout=120_000)
     plots = main.locator(".js-plotly-plot")
     plots.nth(6).wait_for(timeout=60_000)

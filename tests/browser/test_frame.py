@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 import pytest
@@ -137,4 +138,24 @@ def test_prompt_from_a_shared_link_travels_to_the_next_page(page):
         _open(pg, title)
         expect(main.locator("textarea").first).to_have_value("The capital of Germany is", timeout=30_000)
     wait_for_app(pg, "Berlin")
+    _assert_clean(page)
+
+
+def test_generate_runs_as_a_fragment_and_the_share_link_keeps_its_settings(page):
+    """Generate reruns only its own section; its settings sit outside it, so a change reruns the page and the
+    sidebar's share link carries the new value (inside the fragment the link kept the old one)."""
+    pg = page.page
+    pg.goto(page.base + "/next_token?prompt=" + quote("Once upon a time"))
+    wait_for_app(pg, "Generate a longer continuation")
+    slider = pg.locator('[data-testid="stSlider"]').filter(has_text="New tokens").get_by_role("slider")
+    slider.focus()
+    slider.press("ArrowRight")  # 60 → 70 tokens
+    expect(pg).to_have_url(re.compile(r"nt_len=70"), timeout=30_000)
+    pg.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+    pg.get_by_role("button", name="Generate").click()
+    pg.get_by_text(re.compile(r"tokens/s\*?\*? on this CPU|tokens/s on this CPU")).first.wait_for(timeout=120_000)
+    pg.locator('[data-testid="stSidebar"]').get_by_text("Share this view").click()
+    link = pg.locator('[data-testid="stPopoverBody"] code, [data-testid="stPopover"] code').first
+    link.wait_for(timeout=30_000)
+    assert "nt_len=70" in link.inner_text() and "prompt=Once+upon+a+time" in link.inner_text()
     _assert_clean(page)
