@@ -80,6 +80,10 @@ def _show_progress(job: LoadJob) -> None:
             status.update(label="The model could not be loaded", state="error", expanded=False)
 
 
+#: Session state: this run's sidebar card said "The language model is loading…" (``require_lm`` then redraws).
+_CARD_SAID_LOADING = "_card_said_loading"
+
+
 def get_lm(show_progress: bool = False) -> LanguageModel | None:
     """The session's model, or ``None`` while it loads or after a failed load (reason in session state).
 
@@ -104,7 +108,9 @@ def require_lm() -> LanguageModel:
     """Return the model, showing the load's progress first if it is still loading; on failure show one clear error
     with **Try again** and stop the page."""
     job = LOADS.peek(selected_key())
-    was_loading = job is None or not job.done
+    # The sidebar card (drawn before the page) may have said "loading" even when the load has ended by now: a load
+    # that fails at once can end between the two (CI saw it), so its own record counts too.
+    was_loading = job is None or not job.done or st.session_state.get(_CARD_SAID_LOADING, False)
     lm = get_lm(show_progress=True)  # waits until the load has ended, with the model or with its failure
     if was_loading:
         # The sidebar card was drawn while loading: draw the whole frame again, now with the model or with the reason
@@ -166,8 +172,9 @@ def sidebar_model_card() -> None:
         if replica:
             st.caption(f":material/dns: Served by replica **{replica}**")
         lm = get_lm()
+        err = st.session_state.get("_model_error") if lm is None else None
+        st.session_state[_CARD_SAID_LOADING] = lm is None and err is None
         if lm is None:
-            err = st.session_state.get("_model_error")
             if err is None:
                 st.caption(":material/hourglass_top: The language model is loading…")
             else:

@@ -74,6 +74,37 @@ def test_unloadable_model_shows_one_clear_message(monkeypatch):
     assert any("Model not loaded" in c and "SmolLM2-360M-Instruct" in c for c in sidebar), sidebar
 
 
+def test_a_load_that_ends_between_the_sidebar_and_the_page_still_redraws_the_sidebar(monkeypatch):
+    """The sidebar card saw the load running; by the time the page asked, it had failed (a load that fails at once
+    can end between the two: CI hit it). The frame is drawn again, so the sidebar gives the reason, not "loading"."""
+    import components.model as model
+    from engine.loader import ModelLoadError
+
+    class Job:  # a load that is running when the sidebar looks and has failed when the page looks
+        finished, generation, result = False, 1, None
+        error = RuntimeError("offline")
+        load_error = ModelLoadError("The hub cannot be reached.", "Pick the embedded model.")
+
+        @property
+        def done(self) -> bool:
+            return self.finished
+
+    job = Job()
+
+    def peek(key):  # require_lm's look, after the sidebar's
+        job.finished = True
+        return job
+
+    monkeypatch.setattr(model, "_session_job", lambda key: job)
+    monkeypatch.setattr(model.LOADS, "peek", peek)
+    at = app_page("home")
+    assert_no_exception(at)
+    assert any("No language model could be loaded" in e.value for e in at.main.error)
+    sidebar = [c.value for c in at.sidebar.caption]
+    assert not any("is loading" in c for c in sidebar), sidebar
+    assert any("Model not loaded: The hub cannot be reached." in c for c in sidebar), sidebar
+
+
 def test_a_failed_load_is_not_remembered_try_again_recovers(monkeypatch, real_lm):
     """The hub model fails offline; once the cause is gone, **Try again** loads it: no server restart."""
     from engine.loader import LOADS
