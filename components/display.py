@@ -6,18 +6,18 @@ page.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import pickle
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-from streamlit.delta_generator import DeltaGenerator
 
 from components.figures.html import MAX_CHIPS, chips_html, token_piece_chips
 from components.frame import presentation_mode
@@ -133,19 +133,24 @@ def _plot(fig: go.Figure, key: str) -> None:
     )
 
 
-def folded(label: str, key: str, icon: str | None = None) -> tuple[DeltaGenerator, bool]:
+@contextlib.contextmanager
+def folded(label: str, key: str, icon: str | None = None) -> Iterator[bool]:
     """A collapsed section whose content is only computed and sent while it is open.
 
     A plain ``st.expander`` sends its content even when closed, and the browser draws it (charts, tables, bertviz's
     iframe) on every visit although nobody sees it. This one reruns the page when it is opened or closed, and the
-    page draws its content only when ``is_open``. Its state lives in the URL (``?<key>=true``), so a shared link or
+    page draws its content only when it is open. Its state lives in the URL (``?<key>=true``), so a shared link or
     a reconnect opens it again.
 
-    Returns:
-        ``(box, is_open)``: write into ``box`` with ``with box:``, and only when ``is_open``.
+    Usage: ``with folded(label, key) as is_open:`` then ``if is_open:`` around the content (a ``with`` block cannot
+    skip its own body).
+
+    Yields:
+        Whether the section is open in this run.
     """
     box = st.expander(label, icon=icon, key=key, on_change="rerun", bind="query-params")
-    return box, bool(box.open)
+    with box:
+        yield bool(box.open)
 
 
 def csv_download(df: pd.DataFrame, filename: str, label: str = "Download CSV", key: str | None = None) -> None:

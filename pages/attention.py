@@ -132,8 +132,7 @@ if T > 1:
         "causal mask."
     )
 
-box, is_open = folded("One head by hand: the arithmetic, from the real weights", "at_by_hand", ":material/calculate:")
-with box:
+with folded("One head by hand: the arithmetic, from the real weights", "at_by_hand", ":material/calculate:") as is_open:
     if is_open:
         n_max = min(T, 8)
         n_calc = n_max
@@ -229,8 +228,7 @@ st.markdown(
     f"{facts.kv_saving}. Heads in one group differ only through their queries."
 )
 
-box, is_open = folded("bertviz: the classic attention views", "at_bertviz", ":material/hub:")
-with box:
+with folded("bertviz: the classic attention views", "at_bertviz", ":material/hub:") as is_open:
     if is_open:
         st.markdown(
             "[bertviz](https://github.com/jessevig/bertviz) draws attention as lines. **Head view**: hover a token to see "
@@ -320,16 +318,14 @@ st.caption(
     + "The first row (embeddings) mostly predicts the input token itself: this model's input and output embeddings "
     "are the same matrix."
 )
-box, is_open = folded("The final answer's probability, layer by layer", "at_lens_more", ":material/show_chart:")
-with box:
+with folded("The final answer's probability, layer by layer", "at_lens_more", ":material/show_chart:") as is_open:
     if is_open:
         cached_chart(("at_lens_line", key, text), lambda: lens_trajectory(lens, lm.token_text), key="at_lens_line")
         csv_download(pd.DataFrame(lens.records(lm.token_text)), "logit_lens.csv", key="at_lens_csv")
 
 # ------------------------------------------------------------------------------------------------- more
 st.subheader("More")
-box, is_open = folded("Attention while the model writes", "at_writing", ":material/edit_note:")
-with box:
+with folded("Attention while the model writes", "at_writing", ":material/edit_note:") as is_open:
     if is_open:
         st.markdown(
             "While it writes, the model reads the prompt again at every step (through the KV cache). Greedy decoding "
@@ -360,8 +356,7 @@ with box:
                    else "")
             )
 
-box, is_open = folded("Encoder, decoder, encoder-decoder", "at_archs", ":material/account_tree:")
-with box:
+with folded("Encoder, decoder, encoder-decoder", "at_archs", ":material/account_tree:") as is_open:
     if is_open:
         is_enc_dec = bool(getattr(lm.model.config, "is_encoder_decoder", False))
         kind = "an encoder-decoder" if is_enc_dec else "a decoder-only model, like GPT"

@@ -137,8 +137,7 @@ if ids:
                 icon=":material/info:",
             )
         fact_start = find_subsequence(ids[:-1], caches.token_ids(key, answer))
-        box, is_open = folded("p(answer) for every window size", "cw_sweep_open", ":material/show_chart:")
-        with box:
+        with folded("p(answer) for every window size", "cw_sweep_open", ":material/show_chart:") as is_open:
             if is_open:
                 st.markdown(
                     "One forward pass per window size, from 4 tokens to the whole text. Grey points: the first mention "

@@ -67,8 +67,7 @@ st.caption(
     f"x_{T} has mean {check.mean:+.3f}, standard deviation {check.std:.3f} and correlation {check.corr_with_x0:+.3f} "
     "with the clean digits: it is plain unit-variance noise, the same for every digit."
 )
-box, is_open = folded("How fast is the image replaced by noise?", "diff_schedule_open", ":material/show_chart:")
-with box:
+with folded("How fast is the image replaced by noise?", "diff_schedule_open", ":material/show_chart:") as is_open:
     if is_open:
         show_chart(schedule_figure(*dm.mixing_weights(schedule), int(t_fwd)), key="diff_schedule")
         st.caption(f"The DDPM linear schedule with {T} steps: β grows from {float(schedule.betas[0]):.4f} to "
@@ -151,8 +150,7 @@ st.caption(
     "denoising steps. Bottom row: the network's guess of the finished image at that moment: the digit's shape is "
     "decided early, the details late."
 )
-box, is_open = folded("Eight seeds forming at once (animation)", "diff_seeds_open", ":material/animation:")
-with box:
+with folded("Eight seeds forming at once (animation)", "diff_seeds_open", ":material/animation:") as is_open:
     if is_open:
         frames_at = list(range(0, T + 1, 5))
         show_chart(reverse_animation(run.path[frames_at].numpy(), [f"step {m} of {T}" for m in frames_at], cols=8),
@@ -239,8 +237,7 @@ if toy_data is not None:
         st.caption(f"Arrows at step t = {int(t_field)} of {T}; orange: 300 generated points at that moment of "
                    "sampling. At large t the arrows all point to the middle of the data; at small t they point "
                    "to the nearest part of the shape.")
-        box, is_open = folded("300 points flowing onto the shape (animation)", "diff_flow_open", ":material/animation:")
-        with box:
+        with folded("300 points flowing onto the shape (animation)", "diff_flow_open", ":material/animation:") as is_open:
             if is_open:
                 moments = list(range(0, T + 1, 4))
                 show_chart(toy_flow_animation(toy_data.numpy(), toy_run.path[moments].numpy(),

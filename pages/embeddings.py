@@ -299,9 +299,8 @@ else:
             st.caption("Give sentences for both meanings to compare same-meaning and different-meaning pairs.")
         per_layer = pd.DataFrame({"layer": list(range(ctx.layers))} | dict(curves)).round(4)
         csv_download(per_layer, "similarity_per_layer.csv", key="emb_layers_csv")
-        box, is_open = folded("Every sentence at this layer: similarities and a map", "emb_ctx_open",
-                              ":material/scatter_plot:")
-        with box:
+        with folded("Every sentence at this layer: similarities and a map", "emb_ctx_open",
+                    ":material/scatter_plot:") as is_open:
             if is_open:
                 h1, h2 = st.columns(2)
                 names = [f"{i + 1} · {'AB'[s.group]}" for i, s in enumerate(ctx.sentences)]

@@ -180,8 +180,7 @@ with px_col:
             for name, score in (("A", cmp.score_a), ("B", cmp.score_b))
             for t in score.tokens
         ]
-        box, is_open = folded("Token by token", "ml_px_tokens", ":material/table:")
-        with box:
+        with folded("Token by token", "ml_px_tokens", ":material/table:") as is_open:
             if is_open:
                 df = pd.DataFrame(rows)
                 st.dataframe(df, hide_index=True, width="stretch", key="ml_px_table",
@@ -219,8 +218,7 @@ with pyx_col:
             + (": the examples taught it the format." if few_shot
                else ": without examples much of it goes to other words (try turning few-shot on).")
         )
-        box, is_open = folded("The exact prompt the model read", "ml_pyx_prompt", ":material/description:")
-        with box:
+        with folded("The exact prompt the model read", "ml_pyx_prompt", ":material/description:") as is_open:
             if is_open:
                 st.code(res.prompt, language=None, wrap_lines=True)
         st.caption("No training happened here: the classifier is the same next-token model, steered by a prompt. "

@@ -80,8 +80,7 @@ if score is not None:
         f"(p = {best.prob:.1%}). The first token is predicted from `{text_start_name(lm)}` alone: the token that "
         "separates documents in the training text, so the model reads yours as the start of a new document."
     )
-    box, is_open = folded("Why that token? The first token's loss with each choice", "pt_why_open", ":material/compare:")
-    with box:
+    with folded("Why that token? The first token's loss with each choice", "pt_why_open", ":material/compare:") as is_open:
         if is_open:
             st.markdown(
                 "SmolLM2's tokenizer calls `<|im_start|>` its *beginning* token, but that token opens a **chat turn** "
@@ -114,8 +113,7 @@ if score is not None:
             "rank": [t.rank for t in score.tokens],
         }
     )
-    box, is_open = folded("Every token's numbers", "pt_table_open", ":material/table:")
-    with box:
+    with folded("Every token's numbers", "pt_table_open", ":material/table:") as is_open:
         if is_open:
             st.dataframe(table, hide_index=True, width="stretch")
             csv_download(table, "token_losses.csv", key="pt_csv")

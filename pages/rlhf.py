@@ -167,9 +167,8 @@ if report is not None:
             "tokens."
         )
     st.markdown(verdict)
-    box, is_open = folded("Every held-out pair, its rewards" + (" and its likelihoods" if likelihoods else ""),
-                          "rl_pairs_open", ":material/table:")
-    with box:
+    with folded("Every held-out pair, its rewards" + (" and its likelihoods" if likelihoods else ""),
+                "rl_pairs_open", ":material/table:") as is_open:
         if is_open:
             st.dataframe(reward_table(report, likelihoods), hide_index=True)
 

@@ -137,8 +137,7 @@ else:
         if caches.vocabulary_summary(key).multi_digit == 0:
             note += ": this vocabulary has no multi-digit entries, so the model sees numbers one digit at a time"
         st.caption(note + ".")
-    box, is_open = folded("Token table", "tok_table_open", ":material/table:")
-    with box:
+    with folded("Token table", "tok_table_open", ":material/table:") as is_open:
         if is_open:
             table = tokens_table(result.pieces)
             st.dataframe(table, hide_index=True, width="stretch")
@@ -195,8 +194,7 @@ st.markdown(
 )
 special_rows = pd.DataFrame(tok.control_token_rows(summary.specials, lm.info.eos_token),
                             columns=["id", "token", "role"])
-box, is_open = folded(f"The {len(summary.specials)} control tokens", "tok_specials_open", ":material/key:")
-with box:
+with folded(f"The {len(summary.specials)} control tokens", "tok_specials_open", ":material/key:") as is_open:
     if is_open:
         st.dataframe(special_rows, hide_index=True, width="stretch")
         st.caption("A one-message chat, laid out with them exactly as the model reads it:")
@@ -246,8 +244,7 @@ longest = pd.DataFrame(
     [{"id": i, "entry (· = space, ↵ = new line)": visible_whitespace(t, spaces=True), "bytes": n}
      for i, t, n in tok.longest_entries(summary)]
 )
-box, is_open = folded("The longest entries", "tok_longest_open", ":material/straighten:")
-with box:
+with folded("The longest entries", "tok_longest_open", ":material/straighten:") as is_open:
     if is_open:
         st.dataframe(longest, hide_index=True, width="stretch")
 
