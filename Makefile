@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 
-.PHONY: setup run test test-fast lint browser-deps balancer-deps serve-replicas soak-class bench clean
+.PHONY: setup run test test-fast lint browser-deps balancer-deps serve-replicas soak-class bench llama-cpp clean
 
 $(BIN)/activate:
 	$(PY) -m venv $(VENV)
@@ -48,5 +48,18 @@ lint: setup
 bench: setup  ## performance figures (see README); BENCH_ARGS="--only rlhf,fine_tune" for a part
 	HF_HUB_OFFLINE=1 $(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
+# llama.cpp for `make bench`'s comparison only (never needed to run or test the app): compiled from source, minutes.
+# Portable x86-64 flags, AVX-512 where the CPU has it, AMX off (the native build with AMX segfaults here).
+LLAMA_VENV ?= .venv-llama
+AVX512 := $(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null && echo ON || echo OFF)
+LLAMA_CMAKE ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=$(AVX512) \
+	-DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF
+$(LLAMA_VENV)/.installed:
+	$(PY) -m venv $(LLAMA_VENV)
+	CMAKE_ARGS="$(LLAMA_CMAKE)" $(LLAMA_VENV)/bin/python -m pip install --no-cache-dir llama-cpp-python==0.3.36
+	touch $@
+
+llama-cpp: $(LLAMA_VENV)/.installed  ## benchmark-only: llama.cpp built into .venv-llama (bench then reports llama_cpp_tok_s)
+
 clean:
-	rm -rf $(VENV) .pytest_cache test-artifacts
+	rm -rf $(VENV) $(LLAMA_VENV) .pytest_cache test-artifacts

@@ -135,20 +135,38 @@ def measure_bandwidth(lm) -> dict:
     }
 
 
-def measure_llama_cpp(lm) -> dict:
-    try:
-        from llama_cpp import Llama  # optional extra: pip install llama-cpp-python
-    except ImportError:
-        return {"llama_cpp_tok_s": None}
+#: The Python of the benchmark-only llama.cpp build (``make llama-cpp``); ``LLMX_LLAMA_PYTHON`` names another one.
+LLAMA_PYTHON = ROOT / ".venv-llama" / "bin" / "python"
+
+
+def measure_llama_cpp(lm, python: str | os.PathLike | None = None, timeout: float = 600.0) -> dict:
+    """llama.cpp on the same GGUF, greedy 64 tokens, in a child process (``scripts/llama_cpp_bench.py``).
+
+    Never in this process: torch and llama.cpp together crashed here. ``llama_cpp_build`` says what was compared
+    against (llama.cpp's version and CPU features), or why nothing was: no build (``make llama-cpp``), or its error.
+    """
     from engine.loader import find_embedded_gguf
 
-    llm = Llama(model_path=str(find_embedded_gguf(lm.spec)), n_ctx=512, n_threads=os.cpu_count(), verbose=False)
-    prompt = "Once upon a time, in a small village by the sea,"
-    llm(prompt, max_tokens=4)
-    t = time.perf_counter()
-    out = llm(prompt, max_tokens=64, temperature=0.0)
-    n = out["usage"]["completion_tokens"]
-    return {"llama_cpp_tok_s": n / (time.perf_counter() - t)}
+    python = Path(python or os.environ.get("LLMX_LLAMA_PYTHON") or LLAMA_PYTHON)
+    if not python.exists():
+        return {"llama_cpp_tok_s": None, "llama_cpp_build": "not built (make llama-cpp)"}
+    cmd = [str(python), str(ROOT / "scripts" / "llama_cpp_bench.py"), str(find_embedded_gguf(lm.spec)),
+           "--tokens", "64", "--threads", str(os.cpu_count() or 1)]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.SubprocessError) as err:
+        return {"llama_cpp_tok_s": None, "llama_cpp_build": f"failed: {err}"[:200]}
+    try:
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        features = [f.split("=")[0].split(":")[-1].strip() for f in result["system_info"].split("|") if f.strip().endswith("= 1")]
+        return {
+            "llama_cpp_tok_s": float(result["tok_s"]),
+            "llama_cpp_build": f"llama-cpp-python {result['version']}, {result['threads']} threads, "
+                               + (" ".join(features) or result["system_info"].strip()),
+        }
+    except (ValueError, KeyError, IndexError, TypeError):
+        why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        return {"llama_cpp_tok_s": None, "llama_cpp_build": f"failed: {why}"[:200]}
 
 
 def measure_reruns(reps: int) -> dict:
