@@ -20,6 +20,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from components.figures.html import MAX_CHIPS, chips_html, token_piece_chips
+from components.figures.margins import label_margins
 from components.frame import presentation_mode
 from engine import tokens as tok
 from engine.generation import StreamTally
@@ -44,6 +45,13 @@ def style_fig(fig: go.Figure, height: int | None = None, present: bool | None = 
         fig.update_layout(legend_font_size=size, title_font_size=size + 6)
     if height is not None:
         fig.update_layout(height=round(height * (1.25 if present else 1.0)))
+    # Margins from the labels where they are known here: the browser then does not measure and redraw the chart.
+    tick_px = round(12 * scale)
+    margins = label_margins(fig, tick_px, tick_px + 2 if scale != 1.0 else 14)
+    if margins is not None:
+        fig.update_layout(margin=margins)
+        fig.update_xaxes(automargin=False)
+        fig.update_yaxes(automargin=False)
     return fig
 
 

@@ -182,3 +182,54 @@ def test_classifier_regions_hover_the_classifiers_own_probabilities_compactly():
     assert np.asarray(regions.z)[i, j] == int(np.argmax(expected)) or sorted(expected)[-1] == sorted(expected)[-2]
     assert all(f"{name}: %{{customdata[{k}]}}%" in regions.hovertemplate for k, name in enumerate(mb.CLASS_NAMES))
     assert len(fig.to_json()) < 150_000
+
+
+# ------------------------------------------------------------------ margins computed from the labels (margins.py)
+def _hbar(labels: list[str]) -> go.Figure:
+    fig = go.Figure(go.Bar(x=[0.5] * len(labels), y=labels, orientation="h"))
+    fig.update_layout(xaxis_tickformat=".0%", xaxis_title="probability")
+    return fig
+
+
+def test_label_margins_hold_the_longest_category_label_at_the_font_size():
+    from components.figures.margins import CHAR_EM, label_margins
+
+    short, long = label_margins(_hbar(["'a'", "'b'"]), 12, 14), label_margins(_hbar(["'a'", "'a much longer token'"]), 12, 14)
+    assert long["l"] - short["l"] >= math.floor((21 - 3) * CHAR_EM * 12)  # 18 more characters, each ≥ 0.62 em wide
+    assert long["l"] >= 21 * 0.5 * 12  # never narrower than the label at half an em per character
+    big = label_margins(_hbar(["'a much longer token'"]), 19, 21)  # presentation mode's fonts
+    assert big["l"] > long["l"] and big["b"] > long["b"]
+    assert short["b"] > label_margins(go.Figure(go.Bar(x=[0.5], y=["a"], orientation="h")), 12, 14)["b"]  # x title
+
+
+def test_label_margins_leave_to_plotly_what_cannot_be_known_here():
+    from components.figures.margins import label_margins
+
+    tokens = go.Figure(go.Heatmap(z=np.ones((2, 2)), x=["'the'", "'cat'"], y=["a", "b"]))  # plotly may rotate x labels
+    log = go.Figure(go.Scatter(x=[1, 2], y=[0.1, 10]))
+    log.update_yaxes(type="log")
+    frames = go.Figure(go.Scatter(x=[1, 2], y=[1, 2]), frames=[go.Frame(data=[go.Scatter(x=[1, 2], y=[2, 1])])])
+    from plotly.subplots import make_subplots
+
+    subplots = make_subplots(rows=1, cols=2)
+    subplots.add_trace(go.Scatter(x=[1, 2], y=[1, 2]), row=1, col=2)
+    for fig in (tokens, log, frames, subplots):
+        assert label_margins(fig, 12, 14) is None
+
+
+def test_numeric_axes_make_room_for_their_widest_tick_label():
+    from components.figures.margins import label_margins
+
+    small = go.Figure(go.Scatter(x=[0, 1], y=[0, 1]))
+    wide = go.Figure(go.Scatter(x=[0, 1], y=[-12000.0, 35000.0]))
+    assert label_margins(wide, 12, 14)["l"] > label_margins(small, 12, 14)["l"]
+
+
+def test_style_fig_turns_automargin_off_only_where_it_set_the_margins():
+    from components.display import style_fig
+
+    styled = style_fig(_hbar(["'Paris'", "'the'"]), 300, False)
+    assert styled.layout.xaxis.automargin is False and styled.layout.yaxis.automargin is False
+    assert styled.layout.margin.l > 10
+    kept = style_fig(go.Figure(go.Heatmap(z=np.ones((2, 2)), x=["'the'", "'cat'"], y=["a", "b"])), 300, False)
+    assert kept.layout.xaxis.automargin is None and kept.layout.margin.l == 10  # plotly measures these labels

@@ -243,7 +243,9 @@ def cosine_heatmap(
         title=title,
         yaxis=dict(autorange="reversed", type="category"),
         xaxis=dict(type="category", tickangle=-45),
-        height=max(320, 26 * n + 160),
+        # The slanted labels below the matrix take ~6 px of height per character: without that room, presentation
+        # mode's larger font left the matrix a 60-pixel strip and cut the longest label off.
+        height=max(320, 26 * n + 160 + 6 * max((len(x) for x in names), default=0)),
     )
     return fig
 

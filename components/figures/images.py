@@ -113,7 +113,7 @@ def loss_curve(curves: dict[str, Sequence[float]], window: int) -> go.Figure:
     for (name, values), colour in zip(curves.items(), (ACCENT, HIGHLIGHT, MUTED)):
         fig.add_trace(go.Scatter(x=[(i + 1) * window for i in range(len(values))], y=list(values), name=name,
                                  mode="lines", line=dict(color=colour, width=2)))
-    fig.update_layout(xaxis_title="training step", yaxis_title="loss ‖ε − ε̂‖² (mean per value)", height=300,
+    fig.update_layout(xaxis_title="training step", yaxis_title="loss ‖ε − ε̂‖²<br>(mean per value)", height=300,
                       legend=dict(orientation="h", y=1.12))
     fig.update_yaxes(rangemode="tozero")
     return fig

@@ -245,7 +245,7 @@ def step_sweep_figure(gs: GradientStep, chosen: int) -> go.Figure:
     fig.update_layout(
         xaxis=dict(type="log", title="learning rate (step size)"),
         yaxis=dict(
-            title="average loss after the step (nats, log scale)",
+            title="average loss after the step<br>(nats, log scale)",
             type="log",
             range=[math.log10(max(1e-3, 0.8 * min(ys))), math.log10(1.25 * max(ys))],
         ),

@@ -32,6 +32,32 @@ MAIN_CONTROL: dict[str, tuple[str, str, str | None]] = {
 HEADING = {"home": "LLM Explainer", "fine_tuning": "Fine-tuning", "rlhf": "RLHF: learning from human preferences"}
 
 
+#: Every tick label and axis title of every drawn chart whose box leaves its chart's SVG (cut off on screen).
+_CUT_LABELS_JS = """() => { const cut = []; let charts = 0;
+  for (const gd of document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')) {
+    const svg = gd.querySelector('.main-svg'); if (!svg) continue; const box = svg.getBoundingClientRect();
+    if (box.width < 2 || box.height < 2) continue; charts++;
+    for (const t of gd.querySelectorAll('.xtick text, .ytick text, .g-xtitle text, .g-ytitle text')) {
+      const r = t.getBoundingClientRect(); if (r.width < 1 || !t.textContent.trim()) continue;
+      if (r.left < box.left - 1 || r.right > box.right + 1 || r.top < box.top - 1 || r.bottom > box.bottom + 1)
+        cut.push(t.textContent.slice(0, 40));
+    }
+  } return {charts, cut}; }"""
+
+
+def _assert_no_cut_labels(page) -> int:
+    """Wait for the page's charts to be drawn and check that none has a tick label or axis title cut off (the app
+    computes most charts' margins itself: components/figures/margins.py). Returns the number of charts checked."""
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')].every(c => !c.offsetParent || c.querySelector('.main-svg'))",
+        timeout=60_000,
+    )
+    page.wait_for_timeout(300)  # plotly's own second pass where it still grows margins
+    found = page.evaluate(_CUT_LABELS_JS)
+    assert not found["cut"], f"chart labels cut off: {found['cut'][:8]}"
+    return found["charts"]
+
+
 def _assert_clean(rp) -> None:
     page = rp.page
     assert page.get_by_text("Page not found").count() == 0, "Streamlit showed the 'Page not found' modal"
@@ -47,6 +73,7 @@ def test_page_renders_and_main_control_works(page, stem):
     wait_for_app(page.page, HEADING.get(stem, target.title))
     page.page.wait_for_timeout(1000)
     _assert_clean(page)
+    _assert_no_cut_labels(page.page)
     full_screenshot(page.page, SCREENSHOTS / f"{stem}.png")
     if stem in MAIN_CONTROL:
         label, text, expected = MAIN_CONTROL[stem]
@@ -78,6 +105,7 @@ def test_page_in_presentation_mode(browser, app_server, stem):
             " return p && parseFloat(getComputedStyle(p).fontSize) >= 20; }",
             timeout=30_000,
         )
+        _assert_no_cut_labels(rp.page)
         full_screenshot(rp.page, SCREENSHOTS / f"{stem}-present.png")
     finally:
         rp.page.context.close()
