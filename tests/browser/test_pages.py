@@ -4,6 +4,7 @@ no request to any other host; screenshots in normal and presentation mode (the R
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from components.frame import available_pages
 from tests.browser.conftest import SCREENSHOTS, full_screenshot, wait_for_app
@@ -52,7 +53,12 @@ def _assert_no_cut_labels(page) -> int:
         "() => [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')].every(c => !c.offsetParent || c.querySelector('.main-svg'))",
         timeout=60_000,
     )
-    page.wait_for_timeout(300)  # plotly's own second pass where it still grows margins
+    # Where plotly still measures labels itself, it draws the chart once and again with grown margins: a label is
+    # cut off in between (for longer on a busy machine). Wait for the final drawing; what stays cut is a defect.
+    try:
+        page.wait_for_function(f"() => ({_CUT_LABELS_JS})().cut.length === 0", timeout=20_000)
+    except PlaywrightTimeoutError:
+        pass
     found = page.evaluate(_CUT_LABELS_JS)
     assert not found["cut"], f"chart labels cut off: {found['cut'][:8]}"
     return found["charts"]
