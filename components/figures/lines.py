@@ -319,7 +319,7 @@ def training_loss_figure(losses: Sequence[float], total_steps: int, title: str |
     fig.update_layout(
         title=title,
         xaxis=dict(title="training step", range=[0.5, max(total_steps, 1) + 0.5]),
-        yaxis=dict(title="loss per output character (nats)", type="log", dtick=1),
+        yaxis=dict(title="loss per output<br>character (nats)", type="log", dtick=1),
         height=300,
         showlegend=False,
     )
