@@ -46,8 +46,8 @@ def style_fig(fig: go.Figure, height: int | None = None, present: bool | None = 
     if height is not None:
         fig.update_layout(height=round(height * (1.25 if present else 1.0)))
     # Margins from the labels where they are known here: the browser then does not measure and redraw the chart.
-    tick_px = round(12 * scale)
-    margins = label_margins(fig, tick_px, tick_px + 2 if scale != 1.0 else 14)
+    tick_px = round(12 * scale)  # the axis fonts: ticks 12 px and titles 14 px, scaled as above
+    margins = label_margins(fig, tick_px, tick_px + 2)
     if margins is not None:
         fig.update_layout(margin=margins)
         fig.update_xaxes(automargin=False)

@@ -93,9 +93,13 @@ def measure_forward(lm) -> dict:
     return {"forward_ms_p50": statistics.median(times)}
 
 
+#: The text the engine's and llama.cpp's generation figures continue.
+GEN_BENCH_PROMPT = "Once upon a time, in a small village by the sea,"
+
+
 def measure_generation(lm) -> dict:
     """Greedy, 64 new tokens: the fast 4-bit path the pages use by default, and the exact float32 path."""
-    ids = lm.encode("Once upon a time, in a small village by the sea,")
+    ids = lm.encode(GEN_BENCH_PROMPT)
     out = {}
     for name, fast in (("gen_tok_s", True), ("gen_tok_s_exact_fp32", False)):
         list(lm.generate_stream(ids, 4, fast=fast))  # warm-up (builds the 4-bit weights once)
@@ -151,7 +155,7 @@ def measure_llama_cpp(lm, python: str | os.PathLike | None = None, timeout: floa
     if not python.exists():
         return {"llama_cpp_tok_s": None, "llama_cpp_build": "not built (make llama-cpp)"}
     cmd = [str(python), str(ROOT / "scripts" / "llama_cpp_bench.py"), str(find_embedded_gguf(lm.spec)),
-           "--tokens", "64", "--threads", str(os.cpu_count() or 1)]
+           "--prompt", GEN_BENCH_PROMPT, "--tokens", "64", "--threads", str(os.cpu_count() or 1)]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.SubprocessError) as err:

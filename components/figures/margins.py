@@ -111,9 +111,10 @@ def label_margins(fig: go.Figure, tick_px: float, title_px: float) -> dict[str, 
     if x_chars is None or y_chars is None:
         return None
     char_px, line_px = CHAR_EM * tick_px, LINE_EM * tick_px
+    y_title, x_title = _title_lines(fig, "y"), _title_lines(fig, "x")
     left = BASE + (math.ceil(y_chars * char_px) + GAP if y_chars else 0)
-    left += math.ceil(_title_lines(fig, "y") * LINE_EM * title_px) + GAP if _title_lines(fig, "y") else 0
+    left += math.ceil(y_title * LINE_EM * title_px) + GAP if y_title else 0
     bottom = BASE + (math.ceil(line_px) + GAP if x_chars else 0)
-    bottom += math.ceil(_title_lines(fig, "x") * LINE_EM * title_px) + GAP if _title_lines(fig, "x") else 0
+    bottom += math.ceil(x_title * LINE_EM * title_px) + GAP if x_title else 0
     right = max(BASE, math.ceil(x_chars * char_px / 2) + 2)  # the last x label is centred on the plot's edge
     return {"l": left, "b": bottom, "r": right}
