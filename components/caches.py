@@ -31,6 +31,7 @@ from engine import training as tr
 from engine.evaluation import TASK_TEMPLATE, greedy_generate
 from engine.generation import BatchSample, Reply, greedy_reply, sample_continuations
 from engine.lm import MAX_INPUT_TOKENS, checked_ids
+from engine.loader import LOADS
 from engine.logit_lens import LensResult, logit_lens
 from engine.predict import Distribution, NextTokenView, Probe, continuation_probs, distribution, probe
 from engine.text import first_line
@@ -69,9 +70,27 @@ def next_distribution(model_key: str, ids: tuple[int, ...]) -> Distribution:
     return distribution(load_model(model_key), logits(model_key, ids))
 
 
-def text_distribution(model_key: str, text: str) -> Distribution:
-    """:func:`next_distribution` after a text (checked by the one input guard)."""
+def text_distribution(model_key: str, text: str, first_look: bool = False) -> Distribution:
+    """:func:`next_distribution` after a text (checked by the one input guard); ``first_look``: computed by the
+    load's first look while the model is still loading (:func:`components.model.first_look_or_lm`)."""
+    if first_look:
+        return first_look_distribution(model_key, text)
     return next_distribution(model_key, prompt_ids(model_key, text))
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def first_look_distribution(model_key: str, text: str) -> Distribution:
+    """:func:`text_distribution` from the running load's :class:`engine.first_look.FirstLook` (the same weights read
+    without transformers); from the model itself once the load has ended."""
+    job = LOADS.peek(model_key)
+    look = job.first_look if job is not None else None
+    if look is not None:
+        ids = checked_ids(look, text)  # an InputError is the page's message, as from the model
+        try:
+            return distribution(look, look.next_token_logits(ids))
+        except Exception:  # noqa: BLE001 - the load itself then reports what is wrong with the weights, with a fix
+            pass
+    return text_distribution(model_key, text)
 
 
 @st.cache_resource(show_spinner="Running the model…", max_entries=256)

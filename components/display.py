@@ -203,8 +203,9 @@ def watch_job(
     curve: Callable[[list[float]], go.Figure] | None = None,
     key: str = "job",
     poll_s: float = 0.5,
+    until: Callable[[BackgroundJob], bool] | None = None,
 ) -> None:
-    """Draw a running :class:`engine.jobs.BackgroundJob`'s progress in this session until it ends.
+    """Draw a running :class:`engine.jobs.BackgroundJob`'s progress in this session until it ends (or ``until(job)``).
 
     The work itself runs once in its own thread (shared by every session for a server-wide run); each session only
     draws: a progress bar labelled by ``describe(job)`` and, when ``curve`` is given, a live chart of ``job.values``
@@ -216,11 +217,12 @@ def watch_job(
         curve: Builds the live chart from the values reported so far.
         key: Prefix of the live chart's element keys.
         poll_s: Seconds between redraws.
+        until: Stop watching early once this is true (e.g. a load's first look is ready).
     """
     bar = st.progress(0.0, text=describe(job))
     live = st.empty() if curve is not None else None
     shown, drawn = None, 0
-    while not job.done:
+    while not job.done and not (until is not None and until(job)):
         text = describe(job)
         if text != shown:
             bar.progress(job.fraction, text=text)
@@ -230,7 +232,7 @@ def watch_job(
             with live.container():
                 show_chart(curve(job.values[:n]), key=f"{key}_live_{n}")
             drawn = n
-        job.wait(poll_s)  # returns the moment the job ends: the page goes on at once, not at the next poll
+        job.wait(poll_s if until is None else min(poll_s, 0.1))  # returns the moment the job ends
     bar.empty()
     if live is not None:
         live.empty()

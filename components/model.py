@@ -15,6 +15,7 @@ import streamlit as st
 
 from components.display import watch_job
 from components.frame import end_page
+from engine.first_look import FirstLook
 from engine.lm import LanguageModel
 from engine.loader import LOADS, LoadJob, ModelLoadError
 from engine.registry import ALLOWED_MODELS, DEFAULT_KEY, choose_key
@@ -129,6 +130,42 @@ def require_lm() -> LanguageModel:
     if selected_key() != DEFAULT_KEY:
         st.info("You can pick the default embedded model in the sidebar.", icon=":material/info:")
     end_page()
+
+
+def first_look_or_lm() -> LanguageModel | FirstLook:
+    """The model for a page's first prediction. While a warm load is still importing transformers, that is the load's
+    :class:`engine.first_look.FirstLook`: the same float32 weights and tokenizer, read without the library, seconds
+    earlier. Otherwise (loaded, loading from an empty cache or the hub, failed) it is :func:`require_lm`.
+
+    A page that gets a first look predicts with it (``caches.text_distribution(..., first_look=True)``) and ends with
+    :func:`finish_first_look`, which waits for the full model and draws the page again with it.
+    """
+    job = LOADS.peek(selected_key())  # started by the sidebar card; require_lm below retries a failed one
+    if job is None or job.done:
+        return require_lm()
+    if job.first_look is None:  # it comes within a second or so of a warm load's start
+        slot = st.empty()
+        with slot.container(), st.status("Preparing the language model…", expanded=True):
+            watch_job(job, lambda j: f"{j.message} ({j.elapsed:.0f} s)", poll_s=_POLL_S,
+                      until=lambda j: j.first_look is not None)
+        if job.first_look is not None:
+            slot.empty()
+    look = job.first_look
+    if look is not None and not job.done:
+        return look
+    return require_lm()
+
+
+def is_first_look(lm) -> bool:
+    """Whether :func:`first_look_or_lm` gave the load's first look rather than the model."""
+    return isinstance(lm, FirstLook)
+
+
+def finish_first_look(lm) -> None:
+    """At the end of a page that predicted with a first look: the load's progress until the model is ready, then the
+    page again with the model (:func:`require_lm` redraws it). Does nothing when ``lm`` is the model."""
+    if is_first_look(lm):
+        require_lm()
 
 
 def _original_weights_note(lm: LanguageModel) -> None:

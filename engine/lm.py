@@ -180,7 +180,46 @@ def byte_decoder() -> dict[str, int]:
     return {chr(c): b for b, c in zip(bs, cs)}
 
 
-class LanguageModel:
+class TokenTexts:
+    """Readable token text from a byte-level BPE vocabulary: shared by :class:`LanguageModel` and
+    :class:`engine.first_look.FirstLook`, which provide ``raw_token(id)`` and ``_special_ids``."""
+
+    _special_ids: frozenset[int]
+
+    def raw_token(self, token_id: int) -> str:  # pragma: no cover - provided by the subclass
+        raise NotImplementedError
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The exact bytes one token stands for (special tokens: their UTF-8 name)."""
+        raw = self.raw_token(token_id)
+        if int(token_id) in self._special_ids:
+            return raw.encode("utf-8")
+        table = byte_decoder()
+        if all(ch in table for ch in raw):
+            return bytes(table[ch] for ch in raw)
+        return raw.encode("utf-8")
+
+    def token_text(self, token_id: int) -> str:
+        """Readable text of one token; a piece of a multi-byte character is shown as its bytes, e.g. ``⟨F0 9F⟩``."""
+        text = self.token_bytes(token_id).decode("utf-8", errors="surrogateescape")
+        # Undecodable bytes became lone surrogates U+DC80..U+DCFF: show each run of them as hex, e.g. " ⟨F0 9F 98⟩".
+        out, run = [], []
+        for ch in text + "\0":
+            if 0xDC80 <= ord(ch) <= 0xDCFF:
+                run.append(f"{ord(ch) - 0xDC00:02X}")
+                continue
+            if run:
+                out.append("⟨" + " ".join(run) + "⟩")
+                run = []
+            out.append(ch)
+        return "".join(out[:-1])
+
+    def token_texts(self, ids: Sequence[int]) -> list[str]:
+        """:meth:`token_text` for each id."""
+        return [self.token_text(i) for i in ids]
+
+
+class LanguageModel(TokenTexts):
     """The shared model and tokenizer, with the small API the pages use.
 
     Args:
@@ -255,35 +294,6 @@ class LanguageModel:
         """The vocabulary entry as stored, with byte-level markers (``Ġ`` for a leading space, ``Ċ`` for newline)."""
         with self._tok_lock:
             return self.tokenizer.convert_ids_to_tokens(int(token_id))
-
-    def token_bytes(self, token_id: int) -> bytes:
-        """The exact bytes one token stands for (special tokens: their UTF-8 name)."""
-        raw = self.raw_token(token_id)
-        if int(token_id) in self._special_ids:
-            return raw.encode("utf-8")
-        table = byte_decoder()
-        if all(ch in table for ch in raw):
-            return bytes(table[ch] for ch in raw)
-        return raw.encode("utf-8")
-
-    def token_text(self, token_id: int) -> str:
-        """Readable text of one token; a piece of a multi-byte character is shown as its bytes, e.g. ``⟨F0 9F⟩``."""
-        text = self.token_bytes(token_id).decode("utf-8", errors="surrogateescape")
-        # Undecodable bytes became lone surrogates U+DC80..U+DCFF: show each run of them as hex, e.g. " ⟨F0 9F 98⟩".
-        out, run = [], []
-        for ch in text + "\0":
-            if 0xDC80 <= ord(ch) <= 0xDCFF:
-                run.append(f"{ord(ch) - 0xDC00:02X}")
-                continue
-            if run:
-                out.append("⟨" + " ".join(run) + "⟩")
-                run = []
-            out.append(ch)
-        return "".join(out[:-1])
-
-    def token_texts(self, ids: Sequence[int]) -> list[str]:
-        """:meth:`token_text` for each id."""
-        return [self.token_text(i) for i in ids]
 
     def is_special(self, token_id: int) -> bool:
         """Whether ``token_id`` is a special (control) token such as ``<|im_end|>``."""

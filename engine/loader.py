@@ -270,14 +270,34 @@ def _convert_gguf(gguf: Path, target: Path, progress: Progress):
     return model, tokenizer
 
 
+def _first_look(spec: ModelSpec, source: ModelSource):
+    """The cache's :class:`engine.first_look.FirstLook`, or None (not a warm cache, another architecture, or a file
+    it cannot read: the library's load below then reports any real problem with its fix)."""
+    if source.kind != "cache":
+        return None
+    from engine.first_look import FirstLook
+
+    try:
+        return FirstLook(source.location, spec)
+    except Exception as exc:  # noqa: BLE001 - an optimisation only: the full load still runs and explains failures
+        log.info("llmx: no first look at %s (%s)", source.location, exc)
+        return None
+
+
 def load_pretrained(
     explicit: str | None = None, progress: Progress | None = None
 ):  # -> engine.lm.LanguageModel (imported lazily to keep this module light)
     """Load the chosen model, converting the embedded GGUF to the cache on first use.
 
+    On a warm cache the weights are memory-mapped before transformers is imported, as an
+    :class:`engine.first_look.FirstLook` that can already predict; the transformers model is then built on those same
+    tensors (no second copy).
+
     Args:
         explicit: Allow-listed model key, or ``None`` for ``LLMX_MODEL`` / the default.
-        progress: Optional callback ``(fraction, message)`` for the UI.
+        progress: Optional callback ``(fraction, message)`` for the UI. If it also has a ``first_look(look)`` method
+            (as :class:`LoadJob`'s has), that receives the first look as soon as it can predict, and ``None`` when
+            the load has ended.
 
     Returns:
         A ready :class:`engine.lm.LanguageModel` (eager attention, ``eval()`` mode).
@@ -286,7 +306,23 @@ def load_pretrained(
         ModelLoadError: If the model cannot be loaded; the message says why and how to fix it.
     """
     report = progress or (lambda _f, _m: None)
-    report(0.01, "Importing PyTorch and transformers…")
+    publish = getattr(progress, "first_look", None) or (lambda _look: None)
+    report(0.01, "Importing PyTorch…")
+    spec, source = resolve_source(explicit)
+    look = _first_look(spec, source)
+    if look is not None:
+        publish(look)
+    start = time.perf_counter()  # the load time shown on the model card: the reading of the model, not the imports
+    try:
+        return _load(explicit, spec, source, look, report, start)
+    finally:
+        publish(None)  # the first look's tensors live on inside the model; the rest of it is let go
+
+
+def _load(explicit: str | None, spec: ModelSpec, source: ModelSource, look, report: Progress, start: float):
+    """:func:`load_pretrained` after the first look: convert, or read the cache (on ``look``'s tensors), or the hub."""
+    report(0.05, "Importing transformers…")
+    imports = time.perf_counter()
     import torch
     from transformers import (
         MODEL_FOR_CAUSAL_LM_MAPPING,
@@ -294,12 +330,12 @@ def load_pretrained(
         AutoConfig,
         AutoModelForCausalLM,
         AutoTokenizer,
+        GenerationConfig,
     )
 
     from engine.lm import LanguageModel
 
-    start = time.perf_counter()
-    spec, source = resolve_source(explicit)
+    start += time.perf_counter() - imports
     try:
         model = tokenizer = None
         if source.kind == "gguf":
@@ -327,13 +363,20 @@ def load_pretrained(
             start += time.perf_counter() - code
             tokenizer = AutoTokenizer.from_pretrained(source.location, local_files_only=offline)
             report(0.9, "Loading the float32 weights…")
-            model = AutoModelForCausalLM.from_pretrained(
-                source.location,
-                dtype=torch.float32,
-                attn_implementation="eager",
-                trust_remote_code=False,
-                local_files_only=offline,
-            )
+            if look is not None and source.kind == "cache":
+                # The same memory-mapped tensors the first look reads: the model shares them (no second copy).
+                model = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)].from_pretrained(
+                    None, config=config, state_dict=look.params, dtype=torch.float32, attn_implementation="eager"
+                )
+                model.generation_config = GenerationConfig.from_pretrained(source.location, local_files_only=True)
+            else:
+                model = AutoModelForCausalLM.from_pretrained(
+                    source.location,
+                    dtype=torch.float32,
+                    attn_implementation="eager",
+                    trust_remote_code=False,
+                    local_files_only=offline,
+                )
     except ModelLoadError:
         raise
     except Exception as exc:  # noqa: BLE001 - every failure becomes one clear message
@@ -369,6 +412,19 @@ def load_pretrained(
 
 
 # ------------------------------------------------------------------------------------------ one shared load a model
+class _JobProgress:
+    """What a :class:`LoadJob` hands its loader: ``progress(fraction, message)``, plus ``first_look(look)``."""
+
+    def __init__(self, job: LoadJob) -> None:
+        self._job = job
+
+    def __call__(self, fraction: float, message: str) -> None:
+        self._job._progress(fraction, message)
+
+    def first_look(self, look) -> None:
+        self._job.first_look = look
+
+
 class LoadJob(BackgroundJob):
     """One load of one model: a :class:`engine.jobs.BackgroundJob` watched by any number of sessions.
 
@@ -380,11 +436,14 @@ class LoadJob(BackgroundJob):
     Attributes:
         key: The allow-listed model key.
         generation: Increases with every new attempt for this key (a session remembers which attempt it saw fail).
+        first_look: While a warm load runs, an :class:`engine.first_look.FirstLook` that can already predict
+            (None before it is ready, after the load, and on every other path).
     """
 
     def __init__(self, key: str, generation: int, loader: Callable[[str | None, Progress], object]):
-        super().__init__(lambda report: loader(key, self._progress), name=f"llmx-load-{key}")
+        super().__init__(lambda report: loader(key, _JobProgress(self)), name=f"llmx-load-{key}")
         self.key, self.generation = key, generation
+        self.first_look = None
 
     def _progress(self, fraction: float, message: str) -> None:
         """The loader's ``progress(fraction, message)``: never moves backwards."""

@@ -8,7 +8,7 @@ from components.figures.bars import probability_bars
 from components.figures.maps import hierarchy_figure
 from components.frame import PAGES, available_pages, ensure_frame
 from components.inputs import prompt_input
-from components.model import require_lm
+from components.model import finish_first_look, first_look_or_lm, is_first_look
 from engine.lm import InputError
 
 ensure_frame()
@@ -19,7 +19,8 @@ st.markdown(
     "this computer**: no cloud, no canned numbers. Everything you see below a prompt box was just computed."
 )
 
-lm = require_lm()
+# While a warm start still imports transformers, the first look (the same weights, read without it) predicts.
+lm = first_look_or_lm()
 
 st.subheader("Try it: what comes next?")
 st.markdown(
@@ -31,13 +32,13 @@ if not text.strip():
     empty_text_notice()
 else:
     try:
-        dist = caches.text_distribution(lm.key, text)
+        dist = caches.text_distribution(lm.key, text, first_look=is_first_look(lm))
     except InputError as err:
         show_error(err)
     else:
         view = dist.view(lm, 10)
         cached_chart(  # built once per (model, prompt) for every visitor
-            ("home_teaser", lm.key, text),
+            ("home_teaser", lm.key, text, is_first_look(lm)),
             lambda: probability_bars([c.text for c in view.candidates], [c.prob for c in view.candidates],
                                      view.other_mass),
             key="home_teaser",
@@ -61,3 +62,5 @@ st.markdown("The pages follow the post's order. Use the sidebar, or **Next** at 
 present = {p.stem for p in available_pages()}
 for number, page in enumerate((p for p in PAGES if p.stem in present and p.stem != "home"), start=1):
     st.page_link(f"pages/{page.stem}.py", label=f"{number}. {page.title}: {page.blurb}", icon=page.icon)
+
+finish_first_look(lm)  # with a first look: the model's progress, then this page again with the model

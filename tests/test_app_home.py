@@ -81,7 +81,7 @@ def test_a_load_that_ends_between_the_sidebar_and_the_page_still_redraws_the_sid
     from engine.loader import ModelLoadError
 
     class Job:  # a load that is running when the sidebar looks and has failed when the page looks
-        finished, generation, result = False, 1, None
+        finished, generation, result, first_look = False, 1, None, None
         error = RuntimeError("offline")
         load_error = ModelLoadError("The hub cannot be reached.", "Pick the embedded model.")
 
@@ -250,3 +250,52 @@ def test_a_fragment_rerun_uses_the_script_runs_intra_op_thread_count(monkeypatch
     worker.start()
     worker.join()
     assert seen == [threads.SCRIPT_THREADS] == [1]
+
+
+@pytest.mark.parametrize("look_fails", [False, True])
+def test_while_the_library_imports_home_predicts_with_the_first_look_then_with_the_model(monkeypatch, real_lm,
+                                                                                         look_fails):
+    """A warm start: the load offers its first look (the same weights, read without transformers) before the model
+    exists. The home page predicts with it, then waits for the model and draws itself again with the model. A first
+    look that cannot compute falls back to the model, with no traceback."""
+    import threading
+
+    from components import caches
+    from engine.first_look import FirstLook
+    from engine.loader import LOADS
+    from engine.registry import ALLOWED_MODELS
+
+    key = "smollm2-360m-instruct"  # a key of its own, so the test's load is the only one that has a first look
+    calls, predicted = [], threading.Event()
+    original = FirstLook.next_token_logits
+
+    def spy(self, ids):
+        calls.append(list(ids))
+        predicted.set()
+        if look_fails:
+            raise RuntimeError("weights unreadable")
+        return original(self, ids)
+
+    def loader(_key, progress):
+        progress.first_look(FirstLook(real_lm.source.location, ALLOWED_MODELS[key]))
+        predicted.wait(60)  # the model is "ready" only once the page has predicted with the first look
+        progress.first_look(None)
+        return real_lm
+
+    monkeypatch.setattr(FirstLook, "next_token_logits", spy)
+    monkeypatch.setattr(LOADS, "_loader", loader)
+    LOADS._jobs.pop(key, None)
+    caches.first_look_distribution.clear()
+    try:
+        at = app_page("home", query={"model": "SmolLM2-360M-Instruct"})
+        assert_no_exception(at)
+        assert calls == [real_lm.encode("The capital of France is")]  # the page predicted with the first look
+        assert LOADS.peek(key).done and LOADS.peek(key).first_look is None
+        bars = chart_specs(at)[0]["data"][0]
+        assert bars["y"][0] == "' Paris'" and 0.6 < bars["x"][0] < 0.9
+        sidebar = [c.value for c in at.sidebar.caption]
+        assert any("ready" in c for c in sidebar) and not any("is loading" in c for c in sidebar), sidebar
+        assert not at.main.error and not any("Preparing" in s.label for s in at.main.status)
+    finally:
+        LOADS._jobs.pop(key, None)
+        caches.first_look_distribution.clear()

@@ -107,6 +107,11 @@ def test_first_start_on_an_empty_cache_shows_progress_then_the_page_for_five_vis
     try:
         rp = new_page(browser, base)
         rp.page.goto(base + "/")
+        rp.page.get_by_text(PARIS).first.wait_for(timeout=60_000)
+        # The prediction came from the load's first look (the weights read before transformers is imported): the
+        # sidebar still says the model is loading. Then the page is drawn again with the model.
+        sidebar = rp.page.locator('[data-testid="stSidebar"]')
+        assert sidebar.get_by_text("The language model is loading").count() == 1, sidebar.inner_text()
         _assert_home_works(rp)
         assert _ready_seconds(rp.page) <= 3.0
         assert CONVERSION_LINE not in _server_log(base)
