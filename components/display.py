@@ -132,9 +132,22 @@ def cached_chart(inputs: tuple, build: Callable[[], go.Figure], key: str, height
     _plot(_styled_figure(inputs, height, presentation_mode(), build), key)
 
 
+def _sent_once(fig: go.Figure) -> go.Figure:
+    """``fig`` with its ``to_dict()`` computed once and kept.
+
+    ``st.plotly_chart`` turns the figure into a dict on every run (plotly deep-copies every trace and base64-encodes
+    its arrays) before serialising it: most of a rerun's Python on a page of charts, for a figure that is shared and
+    never changes. Streamlit only reads that dict, so one copy serves every later run and session.
+    """
+    if "to_dict" not in fig.__dict__:
+        as_dict = fig.to_dict()
+        fig.to_dict = lambda: as_dict  # plotly allows setting an existing attribute on the instance
+    return fig
+
+
 def _plot(fig: go.Figure, key: str) -> None:
     st.plotly_chart(
-        fig,
+        _sent_once(fig),
         width="stretch",
         key=key,
         config={"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": key, "scale": 2}},

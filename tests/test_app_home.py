@@ -182,6 +182,27 @@ def test_a_chart_is_styled_once_per_content_and_shared():
     assert taller is not first and taller.layout.height == 400
 
 
+def test_a_rerun_does_not_convert_the_shared_charts_again(monkeypatch):
+    """``st.plotly_chart`` turns a figure into a dict on every run (a deep copy of every trace): the shared, styled
+    figures keep theirs, so a rerun that changes nothing converts no chart, and what is sent is unchanged."""
+    from plotly.basedatatypes import BaseFigure
+
+    at = app_page("home")
+    before = chart_specs(at)
+    converted = []
+    original = BaseFigure.to_dict
+
+    def counting(self):
+        converted.append(type(self).__name__)
+        return original(self)
+
+    monkeypatch.setattr(BaseFigure, "to_dict", counting)
+    at.run()
+    assert_no_exception(at)
+    assert len(before) == 2 and chart_specs(at) == before
+    assert converted == []
+
+
 def test_profile_runs_reports_frame_and_page_cpu(monkeypatch, capsys):
     """With ``LLMX_PROFILE_RUNS=1`` every completed run prints its CPU time, frame and page apart (scripts/bench.py)."""
     import re
