@@ -312,17 +312,15 @@ def load_pretrained(
     look = _first_look(spec, source)
     if look is not None:
         publish(look)
-    start = time.perf_counter()  # the load time shown on the model card: the reading of the model, not the imports
     try:
-        return _load(explicit, spec, source, look, report, start)
+        return _load(explicit, spec, source, look, report)
     finally:
         publish(None)  # the first look's tensors live on inside the model; the rest of it is let go
 
 
-def _load(explicit: str | None, spec: ModelSpec, source: ModelSource, look, report: Progress, start: float):
+def _load(explicit: str | None, spec: ModelSpec, source: ModelSource, look, report: Progress):
     """:func:`load_pretrained` after the first look: convert, or read the cache (on ``look``'s tensors), or the hub."""
     report(0.05, "Importing transformers…")
-    imports = time.perf_counter()
     import torch
     from transformers import (
         MODEL_FOR_CAUSAL_LM_MAPPING,
@@ -335,7 +333,7 @@ def _load(explicit: str | None, spec: ModelSpec, source: ModelSource, look, repo
 
     from engine.lm import LanguageModel
 
-    start += time.perf_counter() - imports
+    start = time.perf_counter()  # the load time shown on the model card: the reading of the model, not the imports
     try:
         model = tokenizer = None
         if source.kind == "gguf":

@@ -129,27 +129,27 @@ def test_a_load_job_offers_the_first_look_only_while_it_runs(real_lm):
 def test_a_warm_start_predicts_before_transformers_is_imported(real_lm, tmp_path):
     """The point of it, in a fresh process (as a server starts): the first look's prediction is ' Paris' while the
     load has not imported transformers yet."""
+    # LoadJob hands its loader a progress object whose first_look() sets job.first_look: spy on it, in the loading
+    # thread, before the load goes on to import transformers.
     code = (
         "import json, sys\n"
-        "from engine.loader import ModelLoads\n"
+        "import engine.loader as L\n"
         "out = {}\n"
-        "def hook(look):\n"
+        "publish = L._JobProgress.first_look\n"
+        "def spy(self, look):\n"
         "    if look is not None and 'look' not in out:\n"
         "        ids = look.encode('The capital of France is')\n"
         "        out['look'] = look.token_text(int(look.next_token_logits(ids).argmax()))\n"
         "        out['transformers'] = any(m.startswith('transformers') for m in sys.modules)\n"
-        "loads = ModelLoads()\n"
-        "job = loads.start(None)\n"
-        "job.model(300)\n"
-        "print(json.dumps({**out, 'model': job.result.token_text(int(job.result.next_token_logits("
-        "job.result.encode('The capital of France is')).argmax()))}))\n"
+        "    publish(self, look)\n"
+        "L._JobProgress.first_look = spy\n"
+        "job = L.ModelLoads().start(None)\n"
+        "lm = job.model(300)\n"
+        "out['model'] = lm.token_text(int(lm.next_token_logits(lm.encode('The capital of France is')).argmax()))\n"
+        "print(json.dumps(out))\n"
     )
-    # LoadJob hands its loader a progress object whose first_look() sets job.first_look; spy on it from outside.
-    spy = code.replace("loads = ModelLoads()\n", "import engine.loader as L\norig = L._JobProgress.first_look\n"
-                       "def spy(self, look):\n    hook(look)\n    orig(self, look)\nL._JobProgress.first_look = spy\n"
-                       "loads = ModelLoads()\n")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "LLMX_CACHE_DIR": str(Path(real_lm.source.location).parent)}
-    done = subprocess.run([sys.executable, "-c", spy], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"look": " Paris", "transformers": False, "model": " Paris"}
