@@ -158,7 +158,28 @@ def main() -> None:
     from streamlit.web import cli
 
     sys.argv = ["streamlit", "run", str(ROOT / "streamlit_app.py"), *sys.argv[1:]]
-    sys.exit(cli.main())
+    try:
+        cli.main()
+        code = 0
+    except SystemExit as stop:  # click ends this way, on SIGTERM too once Streamlit has stopped its server
+        code = stop.code
+    _leave(code)
+
+
+def _leave(code) -> None:
+    """Exit with ``code`` once Streamlit has stopped, without Python's interpreter shutdown.
+
+    That shutdown aborts the process (exit 134, "terminate called without an active exception") when a daemon thread
+    is still inside a torch kernel: the load, the 4-bit packing or a warm-up page, if the server is stopped while they
+    compute. Streamlit has closed its sessions by now; nothing is left to clean up but the output buffers.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code if isinstance(code, int) else (0 if code is None else 1))
 
 
 if __name__ == "__main__":

@@ -46,3 +46,55 @@ def test_the_warm_up_goes_on_after_its_longest_wait_however_busy_the_server_stay
     finally:
         stop.set()
         t.join()
+
+
+def test_a_server_stopped_while_a_background_thread_computes_in_torch_exits_cleanly(tmp_path):
+    """``make run`` stopped with SIGTERM while its preload thread (the load, the 4-bit packing, a warm-up page) is
+    inside a torch kernel. Python's interpreter shutdown then aborted the process: exit -6, "terminate called without
+    an active exception" (seen stopping a server 12 s after its start). It must exit 0."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # serve.py as `make run` starts it, with the preload replaced by a thread that only multiplies matrices.
+    code = (
+        "import sys, torch\n"
+        "sys.path.insert(0, 'scripts')\n"
+        "import serve\n"
+        "def busy():\n"
+        "    print('busy', flush=True)\n"
+        "    a = torch.randn(1500, 1500)\n"
+        "    while True:\n"
+        "        a @ a\n"
+        "serve.preload = busy\n"
+        f"sys.argv = ['serve.py', '--server.port', '{port}', '--server.headless', 'true', '--server.address', '127.0.0.1']\n"
+        "serve.main()\n"
+    )
+    log = tmp_path / "server.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-c", code], cwd=root, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "LLMX_WARM_PAGES": "0"})
+        try:
+            deadline = time.monotonic() + 120
+            while "busy" not in log.read_text() and time.monotonic() < deadline:
+                assert proc.poll() is None, log.read_text()[-800:]
+                time.sleep(0.2)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=10) as r:
+                assert r.status == 200
+            time.sleep(1.0)  # the thread is now inside matrix products
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    text = log.read_text()
+    assert "terminate called" not in text, text[-800:]
+    assert rc == 0, text[-800:]
