@@ -279,22 +279,27 @@ def _read_gguf_fast(gguf: Path):
     """``(model, tokenizer)`` from :mod:`engine.gguf_convert` (seconds, the library's pieces), or None when it does not
     cover the file or fails: the caller then takes the library's legacy path (44 s on a 2-core AMD EPYC)."""
     try:
-        import torch
-        from transformers import MODEL_FOR_CAUSAL_LM_MAPPING
-
         from engine import gguf_convert
 
         read = gguf_convert.read_llama_gguf(gguf)
         if read is None:
             return None
         config, state = read
-        model = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)].from_pretrained(
-            None, config=config, state_dict=state, dtype=torch.float32, attn_implementation="eager"
-        )
-        return model, gguf_convert.read_tokenizer(gguf)
+        return _model_on(config, state), gguf_convert.read_tokenizer(gguf)
     except Exception as exc:  # noqa: BLE001 - an optimisation only: the library's path converts and explains
         log.warning("llmx: the fast GGUF reader could not read %s (%s); using the library's path", gguf.name, exc)
         return None
+
+
+def _model_on(config, state: dict):
+    """The causal-LM model ``config`` names, built on the float32 tensors ``state`` as they are (no copy), with eager
+    attention: the first start's fast reader and the warm cache's first look both hand their tensors over this way."""
+    import torch
+    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    return MODEL_FOR_CAUSAL_LM_MAPPING[type(config)].from_pretrained(
+        None, config=config, state_dict=state, dtype=torch.float32, attn_implementation="eager"
+    )
 
 
 def _first_look(spec: ModelSpec, source: ModelSource):
@@ -390,9 +395,7 @@ def _load(explicit: str | None, spec: ModelSpec, source: ModelSource, look, repo
             report(0.9, "Loading the float32 weights…")
             if look is not None and source.kind == "cache":
                 # The same memory-mapped tensors the first look reads: the model shares them (no second copy).
-                model = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)].from_pretrained(
-                    None, config=config, state_dict=look.params, dtype=torch.float32, attn_implementation="eager"
-                )
+                model = _model_on(config, look.params)
                 model.generation_config = GenerationConfig.from_pretrained(source.location, local_files_only=True)
             else:
                 model = AutoModelForCausalLM.from_pretrained(

@@ -173,6 +173,8 @@ def _leave(code) -> None:
     is still inside a torch kernel: the load, the 4-bit packing or a warm-up page, if the server is stopped while they
     compute. Streamlit has closed its sessions by now; nothing is left to clean up but the output buffers.
     """
+    if code is not None and not isinstance(code, int):  # sys.exit("message") prints it and exits 1
+        print(code, file=sys.stderr)
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         try:
