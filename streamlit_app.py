@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from components.challenges import challenge_box
+# components.frame imports only Streamlit and the standard library: the rest comes after st.navigation (see there).
 from components.frame import (
     PRESENT_KEY,
     RunTimer,
@@ -19,12 +19,7 @@ from components.frame import (
     run_page,
     share_link_box,
 )
-from components.model import sidebar_model_card
-from engine.memory import tune_malloc
-from engine.threads import SCRIPT_THREADS, set_thread_intra_op
 
-set_thread_intra_op(SCRIPT_THREADS)  # one intra-op thread per script run: see engine.threads.SCRIPT_THREADS
-tune_malloc()  # once per process: glibc heaps shared by the script threads (engine/memory.py)
 timer = RunTimer()  # CPU per run, frame and page apart: printed with LLMX_PROFILE_RUNS=1 (scripts/bench.py reads it)
 
 # A presentation link opens with the sidebar folded away: less chrome on a projector.
@@ -39,6 +34,17 @@ st.set_page_config(
 remember_link_params()
 sections, by_stem = build_navigation()
 page = st.navigation(sections, position="sidebar")
+
+# The rest imports torch and the engine: seconds in a new process. Only now, so that a first visitor's sidebar shows
+# the app's navigation at once. Until a process's first run reaches st.navigation, Streamlit shows its automatic
+# list of the pages/ folder ("streamlit app", "attention", ...) instead.
+from components.challenges import challenge_box  # noqa: E402
+from components.model import sidebar_model_card  # noqa: E402
+from engine.memory import tune_malloc  # noqa: E402
+from engine.threads import SCRIPT_THREADS, set_thread_intra_op  # noqa: E402
+
+set_thread_intra_op(SCRIPT_THREADS)  # one intra-op thread per script run: see engine.threads.SCRIPT_THREADS
+tune_malloc()  # once per process: glibc heaps shared by the script threads (engine/memory.py)
 
 with st.sidebar:
     st.toggle(

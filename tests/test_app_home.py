@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from components.frame import PAGES
@@ -12,6 +17,32 @@ def test_every_registered_page_has_a_file_and_matching_url():
     for page in PAGES:
         assert page.path.is_file(), f"missing page file {page.path}"
         assert page.path.stem == page.stem  # URL path == file name avoids the "Page not found" modal
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_entry_reaches_st_navigation_before_importing_the_engine():
+    """Until a new process's first run reaches ``st.navigation``, Streamlit shows its own list of the ``pages/``
+    folder in the sidebar. The entry imports only Streamlit, the standard library and ``components.frame`` before
+    that call, and ``components.frame`` pulls in nothing heavy (before: torch and the engine, 4.6 s here; Streamlit itself imports plotly)."""
+    tree = ast.parse((ROOT / "streamlit_app.py").read_text())
+    before = []
+    for node in tree.body:
+        if "st.navigation(" in ast.unparse(node):
+            break
+        if isinstance(node, ast.Import):
+            before += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            before.append(node.module)
+    else:
+        pytest.fail("streamlit_app.py never calls st.navigation at its top level")
+    assert {m.split(".")[0] for m in before} <= {"__future__", "pathlib", "streamlit", "components"}, before
+    assert [m for m in before if m.startswith("components")] == ["components.frame"], before
+    probe = ("import sys; import components.frame; "
+             "print(sorted(m for m in ('torch', 'transformers', 'engine') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
 
 
 def test_home_shows_live_paris_prediction_and_map():

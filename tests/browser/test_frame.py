@@ -52,6 +52,36 @@ def test_deep_link_on_fresh_server_has_no_page_not_found_modal(browser):
         stop_server(proc)
 
 
+#: Records every text the sidebar navigation shows, from the first paint (a MutationObserver: no flash is missed).
+_NAV_RECORDER = """
+window.__navTexts = [];
+new MutationObserver(() => {
+  const nav = document.querySelector('[data-testid="stSidebarNav"]');
+  const text = nav ? nav.innerText : null;
+  if (text && window.__navTexts[window.__navTexts.length - 1] !== text) window.__navTexts.push(text);
+}).observe(document, {subtree: true, childList: true, characterData: true});
+"""
+
+
+def test_make_run_never_shows_streamlits_list_of_the_pages_folder(browser):
+    """A fresh ``make run`` server's first visitor sees the app's own navigation from the first paint. Before, the
+    sidebar listed the ``pages/`` files ("streamlit app", "attention", … in lower case) for 0.6–5 s, until the
+    process's first script run reached ``st.navigation``."""
+    proc, base = start_server(preload=True, extra_env={"LLMX_WARM_PAGES": "0"})
+    try:
+        rp = new_page(browser, base)
+        rp.page.add_init_script(_NAV_RECORDER)
+        rp.page.goto(base + "/")
+        rp.page.get_by_text("Most likely next token: ' Paris'").wait_for(timeout=120_000)
+        seen = rp.page.evaluate("window.__navTexts")
+        assert seen, "the sidebar navigation never appeared"
+        assert all("streamlit app" not in t.lower() and "Home" in t for t in seen), seen
+        _assert_clean(rp)
+        rp.page.context.close()
+    finally:
+        stop_server(proc)
+
+
 def _open(pg, title: str) -> None:
     nav = pg.locator('[data-testid="stSidebarNav"]')
     link = nav.get_by_role("link", name=title)
