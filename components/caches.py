@@ -337,8 +337,11 @@ def text_score(model_key: str, text: str) -> scoring.TextScore:
 
 @st.cache_resource(show_spinner=False, max_entries=64)
 def baseline_scores(model_key: str, text: str, seed: int) -> dict[str, tuple[str, scoring.TextScore]]:
-    """The text, the same words shuffled, and as many random tokens: label → (shown text, score)."""
-    return scoring.baseline_scores(load_model(model_key), text, seed)
+    """The text, the same words shuffled, and as many random tokens: label → (shown text, score).
+
+    The natural text's score is :func:`text_score`'s (cached): the page shows it above, and it is not computed twice.
+    """
+    return scoring.baseline_scores(load_model(model_key), text, seed, natural=text_score(model_key, text))
 
 
 @st.cache_resource(show_spinner="Computing the gradient and taking one step…", max_entries=32)

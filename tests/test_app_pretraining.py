@@ -118,3 +118,24 @@ def test_pretraining_scale_is_the_published_one_set_against_the_text(page, real_
 def test_says_the_model_is_instruction_tuned(page, real_lm):
     note = next(i.value for i in page.info if "instruction-tuned" in i.value)
     assert real_lm.info.name in note and "Instruct" in real_lm.info.name
+
+
+def test_a_new_text_goes_through_the_model_once_for_the_surprise_view_and_the_baselines(real_lm, monkeypatch):
+    """Section 2's "Natural text" is section 1's score, not a second pass over the same text: a long text's pass
+    takes ~15 s of one core on the project's AVX2 machine (before: two passes, the second for the baselines)."""
+    import engine.scoring as scoring
+
+    text = "Every text is read once, and its score is shown twice."
+    seen: list[str] = []
+    real = scoring.score_checked_text
+
+    def counting(lm, t, *args, **kwargs):
+        seen.append(t)
+        return real(lm, t, *args, **kwargs)
+
+    monkeypatch.setattr(scoring, "score_checked_text", counting)
+    at = app_page("pretraining", query={"pt_text": text})
+    assert_no_exception(at)
+    assert seen.count(text) == 1, seen
+    assert len(seen) == 2  # the natural text, then its shuffled words
+    assert chart_specs(at)[1]["data"][0]["y"][0] == pytest.approx(score_text(real_lm, text).mean_loss, abs=1e-6)

@@ -175,6 +175,10 @@ def test_checked_scores_baselines_and_answers(tiny_lm):
     assert list(b) == ["Natural text", "Same words, shuffled", "Random tokens"]
     assert b["Natural text"][1].mean_loss == pytest.approx(s.mean_loss)
     assert len(b["Random tokens"][1].tokens) == len(s.tokens)
+    before = tiny_lm.stats.forward_calls
+    given = scoring.baseline_scores(tiny_lm, text, seed=1, natural=s)  # the caller's score: two passes, not three
+    assert tiny_lm.stats.forward_calls - before == 2 and given["Natural text"][1] is s
+    assert [v[1].mean_loss for v in given.values()] == pytest.approx([v[1].mean_loss for v in b.values()])
     a = scoring.answer_score(tiny_lm, "What is 2+2?", "4")
     assert a.tokens[-1].token_id == tiny_lm.info.eos_token_id  # "…and then stop" is part of the answer
     with pytest.raises(InputError, match="question and answer together"):
