@@ -39,8 +39,8 @@ test: setup browser-deps balancer-deps  ## the whole suite: engine, AppTest and 
 test-fast: setup  ## everything but the browser tests
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests -m "not browser"
 
-soak-class: setup browser-deps balancer-deps  ## class scale: 60 sessions x 120 s through HAProxy + 2 replicas (figures: test-artifacts/soak_class.json)
-	LLMX_SOAK_CLASS=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests/browser/test_soak_class.py -m soak_class -s -ra
+soak-class: setup browser-deps balancer-deps  ## the long soaks: 60 sessions x 120 s through HAProxy + 2 replicas, and light actions while one session runs long jobs (figures: test-artifacts/soak_class.json, soak.json)
+	LLMX_SOAK_CLASS=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests/browser/test_soak_class.py tests/browser/test_soak.py -m soak_class -s -ra
 
 lint: setup
 	$(BIN)/ruff check .
