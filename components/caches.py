@@ -335,7 +335,7 @@ def text_score(model_key: str, text: str) -> scoring.TextScore:
     return scoring.score_checked_text(load_model(model_key), text)
 
 
-@st.cache_resource(show_spinner=False, max_entries=64)
+@st.cache_resource(show_spinner="Scoring the shuffled words and the random tokens…", max_entries=64)
 def baseline_scores(model_key: str, text: str, seed: int) -> dict[str, tuple[str, scoring.TextScore]]:
     """The text, the same words shuffled, and as many random tokens: label → (shown text, score).
 

@@ -71,3 +71,20 @@ def test_many_sessions_at_once_no_errors_and_no_state_leak(app_server):
         if answer is not None:
             caption = next((t for t in result.texts if t.startswith("Most likely next token")), "")
             assert f"'{answer}'" in caption, (answer, caption)
+
+
+def test_a_long_text_on_pretraining_says_what_the_model_is_doing_section_by_section(page):
+    """A pasted essay takes several float32 passes (seconds each on 2 cores): each section shows what it is computing
+    while it computes, then its result (before, the baselines' two passes ran behind no message at all)."""
+    from urllib.parse import urlencode
+
+    text = ("The history of the printing press begins in the fifteenth century, when movable type changed how books "
+            "were made and read across Europe. ") * 14  # ~330 tokens
+    pg = page.page
+    pg.goto(f"{page.base}/pretraining?{urlencode({'pt_text': text})}")
+    pg.get_by_text("Scoring the text with the model").first.wait_for(timeout=120_000)
+    pg.get_by_text("Scoring the shuffled words and the random tokens").first.wait_for(timeout=120_000)
+    pg.get_by_text("Step ").first.wait_for(timeout=180_000)  # the page ran to its end
+    assert pg.get_by_text("Scoring the shuffled words").count() == 0
+    assert pg.get_by_text("Shuffling keeps every word").count() == 1
+    assert pg.locator('[data-testid="stException"]').count() == 0
