@@ -178,10 +178,21 @@ def ensure_frame() -> None:
     """
     if st.session_state.get(FRAME_FLAG):
         return
+    leave_pages_directory_mode()
+    st.rerun()
+
+
+def leave_pages_directory_mode() -> None:
+    """Switch off Streamlit 1.67's old "pages directory" mode for this process, as ``st.navigation`` itself does.
+
+    With a ``pages/`` folder next to the entry, a process's first script run runs in that mode: the sidebar lists the
+    folder's files ("streamlit app", "attention", ... in lower case) until the entry reaches ``st.navigation``, and a
+    deep link runs its page file alone. ``scripts/serve.py`` calls this before the server starts; ``ensure_frame``
+    when a page finds itself outside the frame.
+    """
     from streamlit.runtime.pages_manager import PagesManager
 
     PagesManager.uses_pages_directory = False
-    st.rerun()
 
 
 # --- per-run CPU time (where a class's server time goes) ---

@@ -156,14 +156,11 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     # Streamlit is imported before the preload thread starts (that thread imports parts of it too: two threads
     # importing one package at once can deadlock); the thread only waits for the server, which needs it anyway.
-    from streamlit.runtime.pages_manager import PagesManager
     from streamlit.web import cli
 
-    # With a pages/ folder next to the entry, Streamlit runs each process's first script run in its old "pages
-    # directory" mode, which shows its own list of the folder's files ("streamlit app", "attention", ...) in the
-    # sidebar until streamlit_app.py reaches st.navigation. st.navigation switches that mode off; switch it off from
-    # the start, so that the first visitor never sees that list.
-    PagesManager.uses_pages_directory = False
+    from components.frame import leave_pages_directory_mode
+
+    leave_pages_directory_mode()  # from the first run on: the first visitor never sees the pages/ folder's list
     threading.Thread(target=_start, name="llmx-preload", daemon=True).start()
     sys.argv = ["streamlit", "run", str(ROOT / "streamlit_app.py"), *sys.argv[1:]]
     try:

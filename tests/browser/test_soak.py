@@ -41,6 +41,8 @@ from tests.support.st_client import LiveSession, SessionResult, run_sync
 
 pytestmark = pytest.mark.browser
 
+#: Set to ``1`` (``make soak-class``) to run the long soaks: the class-scale one and this module's long-job test.
+LONG_SOAKS_ENV = "LLMX_SOAK_CLASS"
 #: How long the 20 sessions keep starting new actions (an action already running is allowed to finish).
 SOAK_SECONDS = 60
 SESSIONS = 20
@@ -724,7 +726,7 @@ async def _freeze(base: str) -> dict:
 
 @pytest.mark.timeout(960)
 @pytest.mark.soak_class
-@pytest.mark.skipif(os.environ.get("LLMX_SOAK_CLASS") != "1",
+@pytest.mark.skipif(os.environ.get(LONG_SOAKS_ENV) != "1",
                     reason="a timing soak (3 min on the 2-core AVX2 machine): `make soak-class` runs it, not `make test`")
 def test_a_long_job_does_not_freeze_other_sessions(soak_server):
     """While one session generates 120 tokens and then fine-tunes (FT_MAX_STEPS steps), light actions in other

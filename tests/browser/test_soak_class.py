@@ -38,6 +38,7 @@ import pytest
 from engine.preference import MAX_VOTES
 from scripts.serve_replicas import Replicas
 from tests.browser.conftest import ARTIFACTS
+from tests.browser.test_soak import LONG_SOAKS_ENV as ENABLE_ENV
 from tests.browser.test_soak import (
     PREP_TIMEOUT,
     WARM_PAGES,
@@ -56,7 +57,6 @@ from tests.browser.test_soak import (
     session_failures,
 )
 
-ENABLE_ENV = "LLMX_SOAK_CLASS"
 SESSIONS = int(os.environ.get("LLMX_SOAK_SESSIONS", "60"))
 SECONDS = float(os.environ.get("LLMX_SOAK_SECONDS", "120"))
 REPLICAS = int(os.environ.get("LLMX_SOAK_REPLICAS", "2"))
