@@ -16,9 +16,11 @@ library's forward (logits equal within float tolerance).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
+from collections.abc import Iterator
 from typing import Optional
 
 import torch
@@ -375,20 +377,158 @@ except Exception:  # noqa: BLE001 - as for _decode_step
     pass
 
 
-def _decode_lanes() -> int:
-    """Decode passes that may run at once: all cores but one (at least one), ``LLMX_DECODE_LANES`` overrides."""
-    env = os.environ.get("LLMX_DECODE_LANES", "").strip()
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _shared_threads() -> int:
+    """Intra-op threads of a generation pass while pages or jobs are busy: all cores but one (at least one), so the
+    core left serves everyone's page runs, which need Python's lock and so about one core anyway (measured on 2
+    cores, 10 of 60 sessions generating while 50 move a slider: the slider moves' p95 was 1.5-1.8 s with every
+    generation decoding on its own, 0.9 s with one pass at a time on one core). ``LLMX_DECODE_THREADS`` overrides."""
+    env = os.environ.get("LLMX_DECODE_THREADS", "").strip()
     if env.isdigit() and int(env) > 0:
         return int(env)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores - 1)
+    return max(1, _cores() - 1)
 
 
-#: Generation's share of the CPU: at most this many prompt or decode passes run at once, whoever asks. The core left
-#: over serves everything else (page runs, slider moves), which needs Python's lock and so about one core anyway.
-#: Measured on 2 cores, 10 of 60 sessions generating while 50 move a slider: the slider moves' p95 was 1.5-1.8 s
-#: with every generation decoding on its own, 0.9 s with one lane.
-DECODE_LANE = threading.BoundedSemaphore(_decode_lanes())
+#: Streamlit's name for the thread of a page's script run (one per run; it ends with the run).
+SCRIPT_THREAD_NAME = "ScriptRunner.scriptThread"
+#: Threads named so are the app's own work while they live: model loads, training jobs, the fast decoder's packing.
+APP_THREAD_PREFIX = "llmx-"
+DECODE_THREAD_NAME = "llmx-decode"
+#: Other processes using more cores than this (e.g. a browser drawing the page on the same machine) count as busy.
+OTHER_PROCESSES_BUSY = 0.3
+
+
+class _Task:
+    __slots__ = ("fn", "threads", "result", "error", "done")
+
+    def __init__(self, fn, threads: int) -> None:
+        self.fn, self.threads, self.result, self.error, self.done = fn, threads, None, None, False
+
+
+class DecodeThread:
+    """Where and on how many cores each 4-bit prompt or decode pass runs, whoever asks: one pass at a time.
+
+    Why a thread of its own. Each thread that runs torch on two or more intra-op threads keeps its own OpenMP pool,
+    and once libgomp manages more threads than there are cores it stops spin-waiting between parallel regions: an
+    idle pool in another thread is enough. So pages' script threads decode on one intra-op thread (24.5 tokens/s on
+    the 2-core AVX2 machine, against 35 on two). Passes handed to this one thread share one pool, so they can take
+    every core while nothing else is busy: no other page run, no job, no other process such as a browser drawing
+    the page on the same machine (:class:`engine.threads.OtherProcessesLoad`). Otherwise a pass takes all cores but
+    one (:func:`_shared_threads`), and on a 2-core machine it runs in the caller's own thread on one core, with no
+    hand-over (measured: a hand-over under load cost ~10 % of Generate's speed in Chromium). The choice is made per
+    pass; the outputs do not depend on it (the tests compare them).
+
+    The thread lives while there is work and ends after ``linger`` idle seconds: its pool goes with it, so it never
+    slows a training job's own parallel ops while no one generates. Not a daemon: a daemon thread still inside a
+    torch kernel while the interpreter shuts down aborts the process.
+    """
+
+    def __init__(self, linger: float = 0.5) -> None:
+        self.linger = linger
+        self.passes_by_threads: dict[int, int] = {}  # intra-op threads -> passes run with them (tests read it)
+        self._cv = threading.Condition()
+        self._pass_lock = threading.Lock()  # one pass at a time, here or in a caller's thread
+        self._tasks: list[_Task] = []
+        self._thread: threading.Thread | None = None
+        self._waiting: dict[int, int] = {}  # thread ident -> nesting depth: callers blocked on generation work
+
+    def run(self, fn):
+        """Run the pass ``fn()`` and return its result (its exception is raised here).
+
+        From a thread that runs torch on one intra-op thread (a page's script run), a pass that may use several
+        cores is handed to the decode thread; a one-core pass runs where it was asked (a hand-over costs more than
+        it gains then). A thread that runs torch on several threads itself (a script's main thread, a training job)
+        has an OpenMP pool of its own, which a second one would slow: its passes run there, on at most its own count.
+        """
+        from engine import threads
+
+        with self.waiting():
+            n = self.threads_now()
+            own = torch.get_num_threads()
+            if n == 1 or own > 1:
+                n = min(n, own)
+                with self._pass_lock, threads.intra_op_threads(n):
+                    self._count(n)
+                    return fn()
+            task = _Task(fn, n)
+            with self._cv:
+                self._tasks.append(task)
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._loop, name=DECODE_THREAD_NAME, daemon=False)
+                    self._thread.start()
+                self._cv.notify_all()
+                while not task.done:
+                    self._cv.wait()
+        if task.error is not None:
+            raise task.error
+        return task.result
+
+    def _count(self, n: int) -> None:
+        with self._cv:
+            self.passes_by_threads[n] = self.passes_by_threads.get(n, 0) + 1
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Mark the calling thread as blocked on generation work (not busy) for the length of the block."""
+        ident = threading.get_ident()
+        with self._cv:
+            self._waiting[ident] = self._waiting.get(ident, 0) + 1
+        try:
+            yield
+        finally:
+            with self._cv:
+                self._waiting[ident] -= 1
+                if not self._waiting[ident]:
+                    del self._waiting[ident]
+
+    def others_busy(self) -> bool:
+        """Whether any page run or app job is working, other than the callers waiting on this thread."""
+        with self._cv:
+            waiting = set(self._waiting)
+        for t in threading.enumerate():
+            if t is self._thread or t.name == DECODE_THREAD_NAME or t.ident in waiting:
+                continue
+            if t.name == SCRIPT_THREAD_NAME or t.name.startswith(APP_THREAD_PREFIX):
+                return True
+        return False
+
+    def threads_now(self) -> int:
+        """Intra-op threads for the next pass: every core when nothing else is busy (no page run, no job, other
+        processes under :data:`OTHER_PROCESSES_BUSY` cores), else :func:`_shared_threads`."""
+        from engine.threads import OTHER_PROCESSES
+
+        shared = _shared_threads()
+        if self.others_busy() or OTHER_PROCESSES.cores() > OTHER_PROCESSES_BUSY:
+            return shared
+        return max(shared, _cores())
+
+    def _loop(self) -> None:
+        from engine import threads
+
+        while True:
+            with self._cv:
+                if not self._tasks:
+                    self._cv.wait(self.linger)
+                    if not self._tasks:  # idle: end, and free this thread's OpenMP pool with it
+                        self._thread = None
+                        return
+                task = self._tasks.pop(0)
+            try:
+                with self._pass_lock, threads.intra_op_threads(task.threads):
+                    self._count(task.threads)
+                    task.result = task.fn()
+            except BaseException as err:  # noqa: BLE001 - raised in the caller's thread, never here
+                task.error = err
+            with self._cv:
+                task.done = True
+                self._cv.notify_all()
+
+
+#: The one decode thread of the process (see :class:`DecodeThread`).
+DECODE = DecodeThread()
 
 
 class _Request:
@@ -423,6 +563,10 @@ class StepBatcher:
 
     def step(self, token: int, state: dict) -> torch.Tensor:
         """The ``[V]`` logits after appending ``token`` to the sequence of ``state`` (see :meth:`FastDecoder.step`)."""
+        with DECODE.waiting():  # a session waiting for its row is not busy (DecodeThread.threads_now)
+            return self._step(token, state)
+
+    def _step(self, token: int, state: dict) -> torch.Tensor:
         req = _Request(token, state)
         with self._cv:
             self._queue.append(req)
@@ -442,8 +586,8 @@ class StepBatcher:
 
     def _run(self, batch: list[_Request]) -> None:
         try:
-            with DECODE_LANE:
-                logits = self.decoder.step_batch([r.token for r in batch], [r.state for r in batch])  # [B, V]
+            tokens, states = [r.token for r in batch], [r.state for r in batch]
+            logits = DECODE.run(lambda: self.decoder.step_batch(tokens, states))  # [B, V]
             for r, row in zip(batch, logits):
                 r.logits = row
         except BaseException as err:  # noqa: BLE001 - every waiting session gets the error, none hangs

@@ -10,7 +10,6 @@ One ``LanguageModel`` is shared by every Streamlit session, so it never changes 
 from __future__ import annotations
 
 import codecs
-import contextlib
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -19,7 +18,7 @@ from functools import lru_cache
 
 import torch
 
-from engine import sampling, threads
+from engine import sampling
 from engine.registry import ModelSpec
 
 #: Default cap on the tokens a page sends through the model at once (bounded run time on 2 cores).
@@ -145,25 +144,6 @@ class CallStats:
         with self.lock:
             self.forward_calls += forwards
             self.generated_tokens += tokens
-
-
-@contextlib.contextmanager
-def decode_step_threads() -> Iterator[None]:
-    """One intra-op thread for a 4-bit decode step when the caller is not the main thread, restored afterwards.
-
-    Streamlit runs every script in its own thread, and each thread that runs torch on two intra-op threads keeps its
-    own OpenMP pool. As soon as libgomp manages more threads than there are cores, it stops spin-waiting between
-    parallel regions, and the int4 kernel of a 1536×576 layer goes from 35 µs to 86–99 µs. Measured on 2 cores: a
-    decode in a worker thread runs at 101–106 tokens/s while no other thread holds a pool, and at 39–45 once one does
-    (an idle pool is enough); on one intra-op thread it runs at 75–80 whatever else runs. The outputs are
-    bit-identical (the tests compare them). The prompt pass keeps both threads: it is a large product that gains
-    from them. The setting is for this thread only (:mod:`engine.threads`).
-    """
-    if threading.current_thread() is threading.main_thread():
-        yield
-        return
-    with threads.intra_op_threads(1):  # this thread only: torch.set_num_threads would leak into new threads
-        yield
 
 
 @lru_cache(maxsize=1)
@@ -437,8 +417,9 @@ class LanguageModel(TokenTexts):
             weights: Parameters substituted for this call only (a session's fine-tuned weights, see
                 :mod:`engine.training`); the shared modules are never changed.
             first_logits: ``[V]`` float32 logits after ``ids`` that a page already shows as a distribution: the first
-                token is chosen from them instead of from the prompt pass, so with ``fast=True`` the reply's first
-                token still agrees with the distribution on screen (the rest is the 4-bit decoder's).
+                token is chosen from them with no pass, so it comes at once and, with ``fast=True``, still agrees
+                with the distribution on screen (the rest is the 4-bit decoder's). The prompt pass then reads the
+                prompt and that token together.
         """
         ids = [int(i) for i in ids]
         if not ids:
@@ -450,25 +431,29 @@ class LanguageModel(TokenTexts):
         # the float32 path instead of waiting (each step says which path produced it).
         decoder = self.fast_decoder() if fast and weights is None and not self._fast_lock.locked() else None
         cache = state = None
-        step_input = torch.tensor([ids])  # [1, T] first, then [1, 1] per step thanks to the cache
         produced: list[int] = []
         # Incremental decoding: each token's bytes go through one UTF-8 decoder, which holds back a character split
         # over tokens until it is complete. O(1) per token (re-decoding the whole continuation was O(n) per token).
         utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         start = time.perf_counter()
+        unread = ids  # tokens the model has not read yet: the prompt, then each new token
         for _ in range(budget):
-            if decoder is not None:
+            if first_logits is not None and not produced:
+                # [V] the page's own float32 numbers: the first pick needs no pass, so it is on screen at once, and
+                # the prompt pass below reads the prompt and this token together
+                logits = first_logits.float()
+            elif decoder is not None:
                 # Own weights and buffers, nothing shared is read through the modules: no model lock needed.
                 if state is None:
-                    from engine.fastgen import DECODE_LANE
+                    from engine.fastgen import DECODE
 
-                    with DECODE_LANE:  # generation's share of the CPU (engine.fastgen), the prompt pass included
-                        logits, state = decoder.start(ids, len(ids) + budget)
+                    # In the one decode thread, on every core when nothing else is busy (engine.fastgen.DecodeThread)
+                    logits, state = DECODE.run(lambda todo=unread: decoder.start(todo, len(ids) + budget))
                 else:
-                    with decode_step_threads():
-                        logits = decoder.step(produced[-1], state)
+                    logits = decoder.step(unread[-1], state)  # batched with other sessions', in the same thread
+                self.stats.add(forwards=1)
             else:
-                kwargs = {"input_ids": step_input, "cache": cache, "use_cache": True, "logits_to_keep": 1}
+                kwargs = {"input_ids": torch.tensor([unread]), "cache": cache, "use_cache": True, "logits_to_keep": 1}
                 with self._model_lock:
                     # logits_to_keep=1: the output layer only for the last position, [1, 1, V]
                     if weights is None:
@@ -477,9 +462,8 @@ class LanguageModel(TokenTexts):
                         out = torch.func.functional_call(self.model, weights, args=(), kwargs=kwargs)
                 logits = out.logits[0, -1].float()  # [V]
                 cache = out.cache
-            self.stats.add(forwards=1, tokens=1)
-            if first_logits is not None and not produced:
-                logits = first_logits.float()  # [V] the page's own float32 numbers for the first pick
+                self.stats.add(forwards=1)
+            self.stats.add(tokens=1)
             probs = sampling.filtered_distribution(logits, temperature, top_k, top_p)
             token = int(torch.argmax(probs)) if temperature <= 0 else sampling.sample_token(probs, gen)
             produced.append(token)
@@ -487,4 +471,5 @@ class LanguageModel(TokenTexts):
             yield GenStep(token, piece, float(probs[token]), time.perf_counter() - start, decoder is not None)
             if stop_at_eos and token == eos:
                 break
-            step_input = torch.tensor([[token]])
+            # [1, T] first (with the page's first pick: the prompt and it), then [1, 1] per step thanks to the cache
+            unread = [*unread, token] if state is None and cache is None else [token]

@@ -208,7 +208,9 @@ def generate_section(lm, prompt: str, ids: tuple[int, ...], n_new: int, temp: fl
             out_box.html(continued_text_html(prompt, t.text))
             rate_box.caption(f":material/speed: {t.tokens} tokens in {t.seconds:.1f} s: **{t.tokens_per_s:.1f} tokens/s**")
 
-        tally = stream_text(lm.generate_stream(ids, n_new, temperature=temp, seed=0, fast=fast), draw)
+        # The first pick comes from the distribution already on the page (cached): on screen before any pass runs
+        first = caches.logits(lm.key, ids)
+        tally = stream_text(lm.generate_stream(ids, n_new, temperature=temp, seed=0, fast=fast, first_logits=first), draw)
         st.session_state[GEN] = {"request": request, "text": tally.text, "tokens": tally.tokens, "seconds": tally.seconds,
                                  "first_token_s": tally.first_token_s, "tokens_per_s": tally.tokens_per_s,
                                  "fast": tally.fast}

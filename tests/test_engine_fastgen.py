@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 import torch
 
@@ -145,9 +148,9 @@ def test_a_process_that_exits_while_the_4bit_copy_is_packed_exits_cleanly():
 
 
 def test_a_decode_in_a_script_thread_is_identical_and_leaves_its_thread_count(real_lm):
-    """Streamlit runs scripts in their own threads, where each decode step uses one intra-op thread
-    (:func:`engine.lm.decode_step_threads`): the tokens must equal the main thread's, and the thread's setting must
-    come back afterwards."""
+    """Streamlit runs scripts in their own threads; their passes run in the decode thread or on one intra-op thread
+    (:class:`engine.fastgen.DecodeThread`): the tokens must equal the main thread's, and the script thread's setting
+    must be the same before, between and after the steps."""
     import threading
 
     import torch
@@ -173,7 +176,7 @@ def test_a_decode_in_a_script_thread_is_identical_and_leaves_its_thread_count(re
     assert before == inside == after
 
 
-@pytest.mark.parametrize("scope", ["decode_step_threads", "diffusion_one_thread"])
+@pytest.mark.parametrize("scope", ["intra_op_threads", "diffusion_one_thread"])
 def test_a_one_thread_scope_does_not_leak_into_threads_started_meanwhile(scope):
     """Regression (CI, stop 26): ``torch.set_num_threads(1)`` held by one script thread became the setting of any
     thread started in that moment (torch copies a process-wide default into each new thread), so another session's
@@ -183,11 +186,11 @@ def test_a_one_thread_scope_does_not_leak_into_threads_started_meanwhile(scope):
 
     import torch
 
-    from engine import diffusion, lm, threads
+    from engine import diffusion, threads
 
     if not threads.available():
         pytest.skip("no OpenMP runtime found for per-thread settings")
-    enter = {"decode_step_threads": lm.decode_step_threads, "diffusion_one_thread": diffusion.one_thread}[scope]
+    enter = {"intra_op_threads": lambda: threads.intra_op_threads(1), "diffusion_one_thread": diffusion.one_thread}[scope]
     process = torch.get_num_threads()
     if process < 2:
         pytest.skip("one core: nothing to leak")
@@ -334,15 +337,195 @@ def test_an_error_in_a_batched_pass_reaches_every_waiting_session(tiny_lm, monke
     assert batcher.step(1, state).shape == (tiny_lm.info.vocab_size,)
 
 
-def test_generation_gets_all_cores_but_one(monkeypatch):
-    """The decode lanes leave one core to page runs (at least one lane); ``LLMX_DECODE_LANES`` overrides."""
+def test_generation_shares_all_cores_but_one_while_others_are_busy(monkeypatch):
+    """While pages or jobs are busy a pass leaves one core to them (at least one thread); ``LLMX_DECODE_THREADS``
+    overrides."""
     from engine import fastgen
 
-    monkeypatch.delenv("LLMX_DECODE_LANES", raising=False)
-    for cores, lanes in ((1, 1), (2, 1), (8, 7)):
+    monkeypatch.delenv("LLMX_DECODE_THREADS", raising=False)
+    for cores, shared in ((1, 1), (2, 1), (8, 7)):
         monkeypatch.setattr(fastgen.os, "sched_getaffinity", lambda _pid, n=cores: set(range(n)))
-        assert fastgen._decode_lanes() == lanes
-    monkeypatch.setenv("LLMX_DECODE_LANES", "3")
-    assert fastgen._decode_lanes() == 3
-    monkeypatch.setenv("LLMX_DECODE_LANES", "zero")
-    assert fastgen._decode_lanes() == 7
+        assert fastgen._shared_threads() == shared
+    monkeypatch.setenv("LLMX_DECODE_THREADS", "3")
+    assert fastgen._shared_threads() == 3
+    monkeypatch.setenv("LLMX_DECODE_THREADS", "zero")
+    assert fastgen._shared_threads() == 7
+
+
+def _named_thread(name: str, until: threading.Event, *, waiting_on=None) -> threading.Thread:
+    """A thread named like a page's script run or an app job, alive until ``until`` is set (optionally marked as
+    waiting on ``waiting_on``, a :class:`DecodeThread`)."""
+    ready = threading.Event()
+
+    def body() -> None:
+        if waiting_on is None:
+            ready.set()
+            until.wait(30)
+            return
+        with waiting_on.waiting():
+            ready.set()
+            until.wait(30)
+
+    thread = threading.Thread(target=body, name=name)
+    thread.start()
+    ready.wait(30)
+    return thread
+
+
+def test_a_pass_takes_every_core_only_while_nothing_else_is_busy(monkeypatch):
+    """Every core when no page run, job or other process is busy; all but one as soon as one is. A page's run that
+    waits for its own generation does not count (it is not using a core)."""
+    from engine import fastgen, threads
+
+    monkeypatch.delenv("LLMX_DECODE_THREADS", raising=False)
+    monkeypatch.setattr(fastgen.os, "sched_getaffinity", lambda _pid: {0, 1})
+    load = {"cores": 0.0}
+    monkeypatch.setattr(threads.OTHER_PROCESSES, "cores", lambda: load["cores"])
+    service = fastgen.DecodeThread()
+    assert service.threads_now() == 2
+    for name, waiting in (("ScriptRunner.scriptThread", None), ("llmx-background-job", None),
+                          ("ScriptRunner.scriptThread", service)):
+        stop = threading.Event()
+        thread = _named_thread(name, stop, waiting_on=waiting)
+        try:
+            assert service.threads_now() == (2 if waiting is service else 1), name
+        finally:
+            stop.set()
+            thread.join(30)
+    load["cores"] = 0.5  # e.g. a browser drawing the page on the same machine
+    assert service.threads_now() == 1
+    load["cores"] = 0.1
+    assert service.threads_now() == 2
+
+
+def test_a_pass_on_every_core_runs_in_the_decode_thread_and_a_one_core_pass_in_the_callers():
+    """From a page's script thread, a pass that may use several cores runs in the one decode thread (one OpenMP pool
+    in the process), which ends once idle; a one-core pass runs where it was asked (no hand-over); errors come back
+    to the caller. A thread that runs torch on several threads itself (here the main thread; a training job) keeps
+    its passes, on its own count."""
+    from engine import fastgen, threads
+
+    if torch.get_num_threads() < 2:
+        pytest.skip("one core: every pass runs where it was asked")
+
+    service = fastgen.DecodeThread(linger=0.05)
+    where = []
+
+    def record():
+        where.append((threading.current_thread().name, torch.get_num_threads()))
+        return len(where)
+
+    def in_script_thread(fn):
+        box = {}
+
+        def body():
+            threads.set_thread_intra_op(1)  # as the entry and components.frame.fragment set a script run's
+            try:
+                box["value"] = fn()
+            except BaseException as err:  # noqa: BLE001 - handed to the test's thread
+                box["error"] = err
+
+        thread = threading.Thread(target=body, name=fastgen.SCRIPT_THREAD_NAME)
+        thread.start()
+        thread.join(60)
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+    service.threads_now = lambda: 2
+    assert in_script_thread(lambda: service.run(record)) == 1
+    service.threads_now = lambda: 1
+    assert in_script_thread(lambda: service.run(record)) == 2
+    service.threads_now = lambda: 2
+    assert service.run(record) == 3  # the main thread: its own pool, so its passes stay in it
+    assert [w[0] for w in where] == [fastgen.DECODE_THREAD_NAME, fastgen.SCRIPT_THREAD_NAME,
+                                     threading.current_thread().name]
+    assert where[1][1] == 1 and where[2][1] == 2
+    assert sum(service.passes_by_threads.values()) == 3
+    deadline = time.monotonic() + 10
+    while any(t.name == fastgen.DECODE_THREAD_NAME for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not any(t.name == fastgen.DECODE_THREAD_NAME for t in threading.enumerate())  # ended, pool freed
+
+    def failing():
+        raise RuntimeError("out of memory")
+
+    for n in (2, 1):
+        service.threads_now = lambda n=n: n
+        with pytest.raises(RuntimeError, match="out of memory"):
+            in_script_thread(lambda: service.run(failing))
+    service.threads_now = lambda: 2
+    assert in_script_thread(lambda: service.run(record)) == 4  # the thread comes back for the next pass
+    assert where[-1][0] == fastgen.DECODE_THREAD_NAME
+
+
+@needs_int4
+@pytest.mark.skipif(torch.get_num_threads() < 2, reason="one core: nothing to compare")
+def test_a_generation_is_the_same_on_one_core_and_on_every_core(real_lm, monkeypatch):
+    """The decode thread picks the thread count per pass; a learner's text and its probabilities must not depend on
+    it (a page's script thread, as Streamlit runs it)."""
+    from engine import fastgen, threads
+
+    ids = real_lm.encode("Once upon a time, in a small village by the sea,")
+    runs = {}
+    for n in (1, 2):
+        monkeypatch.setattr(fastgen.DECODE, "threads_now", lambda n=n: n)
+        before = dict(fastgen.DECODE.passes_by_threads)
+        got = []
+        def script_run(got=got):
+            threads.set_thread_intra_op(1)  # as a page's script run
+            got.extend(real_lm.generate_stream(ids, 30, fast=True, stop_at_eos=False))
+
+        page = threading.Thread(target=script_run, name="ScriptRunner.scriptThread")
+        page.start()
+        page.join(120)
+        assert fastgen.DECODE.passes_by_threads.get(n, 0) - before.get(n, 0) == 30  # prompt pass + 29 steps
+        runs[n] = [(s.token_id, s.prob) for s in got]
+    assert runs[1] == runs[2]
+
+
+def test_other_processes_load_is_read_from_proc_stat():
+    """A busy child process on our CPUs shows up as about one core; an idle machine as little; a stale window
+    counts as idle."""
+    import subprocess
+    import sys
+
+    from engine.threads import OtherProcessesLoad
+
+    load = OtherProcessesLoad(interval=0.0, stale=30)
+    if load._sample() is None:
+        pytest.skip("no /proc/stat here")
+    load.cores()
+    spin = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass"])
+    try:
+        time.sleep(1.0)
+        busy = load.cores()
+    finally:
+        spin.wait(30)
+    assert busy > 0.6
+    stale = OtherProcessesLoad(interval=0.0, stale=0.0)
+    stale.cores()
+    time.sleep(0.01)
+    assert stale.cores() == 0.0
+
+
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_first_pick_from_the_pages_distribution_needs_no_pass(real_lm, fast):
+    """Given the logits a page already shows, the first token comes before any pass runs (on screen at once), and
+    the prompt pass then reads the prompt and that token together: one pass fewer, and the text is the model's
+    continuation of prompt + first token."""
+    if fast and real_lm.fast_decoder() is None:
+        pytest.skip("no 4-bit decoder on this PyTorch build")
+    ids = real_lm.encode("The capital of France is")
+    first = real_lm.next_token_logits(ids)
+    before = real_lm.stats.forward_calls
+    steps = real_lm.generate_stream(ids, 8, fast=fast, first_logits=first, stop_at_eos=False)
+    step1 = next(steps)
+    assert real_lm.stats.forward_calls == before  # no pass yet
+    assert step1.token_id == int(torch.argmax(first)) and step1.elapsed_s < 0.05
+    rest = [s.token_id for s in steps]
+    assert real_lm.stats.forward_calls - before == 7  # prompt + first token in one pass, then 6 steps
+    alone = [s.token_id for s in real_lm.generate_stream(ids + [step1.token_id], 7, fast=fast, stop_at_eos=False)]
+    assert rest == alone
