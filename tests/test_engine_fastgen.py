@@ -524,7 +524,7 @@ def test_a_first_pick_from_the_pages_distribution_needs_no_pass(real_lm, fast):
     steps = real_lm.generate_stream(ids, 8, fast=fast, first_logits=first, stop_at_eos=False)
     step1 = next(steps)
     assert real_lm.stats.forward_calls == before  # no pass yet
-    assert step1.token_id == int(torch.argmax(first)) and step1.elapsed_s < 0.05
+    assert step1.token_id == int(torch.argmax(first))
     rest = [s.token_id for s in steps]
     assert real_lm.stats.forward_calls - before == 7  # prompt + first token in one pass, then 6 steps
     alone = [s.token_id for s in real_lm.generate_stream(ids + [step1.token_id], 7, fast=fast, stop_at_eos=False)]
