@@ -489,7 +489,7 @@ class DecodeThread:
         with self._cv:
             waiting = set(self._waiting)
         for t in threading.enumerate():
-            if t is self._thread or t.name == DECODE_THREAD_NAME or t.ident in waiting:
+            if t.name == DECODE_THREAD_NAME or t.ident in waiting:  # the decode thread, or an ending one
                 continue
             if t.name == SCRIPT_THREAD_NAME or t.name.startswith(APP_THREAD_PREFIX):
                 return True

@@ -46,6 +46,12 @@ RERUN_ACTIONS: dict[str, tuple[str, str, list]] = {
 }
 
 
+def _fresh_process_json(code: str, env: dict[str, str] | None = None):
+    """Run ``code`` in a fresh Python process from the project's root and return the JSON of its last output line."""
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def _time_subprocess_load(cache_dir: str | None) -> dict:
     """A fresh process: seconds to import torch + transformers, then to load the model, then to load it again
     (``cache_dir`` None: the normal warm cache)."""
@@ -58,8 +64,7 @@ def _time_subprocess_load(cache_dir: str | None) -> dict:
         "lm=load_pretrained(); t3=time.perf_counter(); "
         "print(json.dumps({'import_s': t1-t0, 'first_s': t2-t1, 'again_s': t3-t2}))"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return _fresh_process_json(code, env)
 
 
 def _script_thread_tok_s(prompt: str, new_tokens: int) -> float:
@@ -68,12 +73,13 @@ def _script_thread_tok_s(prompt: str, new_tokens: int) -> float:
     code = (
         "import json, threading, time\n"
         "from engine import threads\n"
+        "from engine.fastgen import SCRIPT_THREAD_NAME\n"
         "box = {}\n"
         "def load():\n"
         "    from engine.loader import load_pretrained\n"
         "    box['lm'] = load_pretrained(); box['lm'].fast_decoder()\n"
         "def run(thread_body):\n"
-        "    t = threading.Thread(target=thread_body, name='ScriptRunner.scriptThread'); t.start(); t.join()\n"
+        "    t = threading.Thread(target=thread_body, name=SCRIPT_THREAD_NAME); t.start(); t.join()\n"
         "run(load)\n"
         "lm = box['lm']; ids = lm.encode(" + repr(prompt) + ")\n"
         "rates = []\n"
@@ -85,9 +91,7 @@ def _script_thread_tok_s(prompt: str, new_tokens: int) -> float:
         "    run(gen)\n"
         "print(json.dumps(max(rates)))\n"
     )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
-    return float(json.loads(out.stdout.strip().splitlines()[-1]))
+    return float(_fresh_process_json(code, {**os.environ, "HF_HUB_OFFLINE": "1"}))
 
 
 def measure_loads(quick: bool) -> dict:
@@ -433,8 +437,7 @@ def measure_encoders() -> dict:
         "    'encoder_rss_mb': after_encoder - base, 'encoder_seq2seq_rss_mb': after_both - base,\n"
         "    'seq2seq_train_s': m.train_seconds, 'seq2seq_held_out_accuracy': m.accuracy}))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return _fresh_process_json(code)
 
 
 def measure_summarization(lm) -> dict:
@@ -474,7 +477,7 @@ def measure_summarization(lm) -> dict:
         "rouge('the cat sat', 'the cat sat on the mat')\n"
         "print(json.dumps({'rouge_import_s': time.perf_counter() - t, 'rouge_import_rss_mb': rss() - base}))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    rouge_figures = _fresh_process_json(code)
     return {
         "summary_prompt_tokens": len(prompt.ids),
         "summary_tokens": summary.n_tokens,
@@ -483,7 +486,7 @@ def measure_summarization(lm) -> dict:
         "summary_total_s": total,
         "summary_store_hit_ms": hit_ms,
         "summary_rouge_and_lead_ms": rouge_ms,
-        **json.loads(out.stdout.strip().splitlines()[-1]),
+        **rouge_figures,
     }
 
 

@@ -372,6 +372,18 @@ def _named_thread(name: str, until: threading.Event, *, waiting_on=None) -> thre
     return thread
 
 
+def test_the_script_thread_name_is_streamlits():
+    """Page runs are recognised by the name Streamlit gives their thread: if a Streamlit upgrade renamed it, busy
+    pages would no longer count and generation would take every core under them."""
+    import inspect
+
+    from streamlit.runtime.scriptrunner import script_runner
+
+    from engine import fastgen
+
+    assert f'name="{fastgen.SCRIPT_THREAD_NAME}"' in inspect.getsource(script_runner.ScriptRunner)
+
+
 def test_a_pass_takes_every_core_only_while_nothing_else_is_busy(monkeypatch):
     """Every core when no page run, job or other process is busy; all but one as soon as one is. A page's run that
     waits for its own generation does not count (it is not using a core)."""
